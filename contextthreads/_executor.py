@@ -1,0 +1,127 @@
+"""Drop-in ``ThreadPoolExecutor`` whose tasks run in their submitter's context."""
+
+from __future__ import annotations
+
+import contextvars
+import sys
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
+
+from ._bind import _in_copies_of
+from ._inherit import threads_inherit_context
+
+if TYPE_CHECKING:
+    from ._typing import P, T
+
+__all__ = ("ContextThreadPoolExecutor",)
+
+
+def _bound_initializer(initializer: Any) -> Any:
+    # Anything not callable goes through untouched, so the stdlib raises its own error.
+    if initializer is None or not callable(initializer):
+        return initializer
+    return _in_copies_of(contextvars.copy_context(), initializer)
+
+
+class ContextThreadPoolExecutor(ThreadPoolExecutor):
+    """A ``ThreadPoolExecutor`` that runs each task in its submitter's context.
+
+    ``submit()`` takes a fresh copy of the caller's context and runs the task
+    in it: the task sees the values current at ``submit()``, and nothing it
+    writes is seen by the submitter, by other tasks, or by later tasks on the
+    same worker. ``map()`` takes the context once, at the ``map()`` call, and
+    runs each item in its own copy of it, including items that ``buffersize=``
+    submits later while the caller iterates.
+
+    Worker threads start in an empty context, even under
+    ``-X thread_inherit_context=1``, so an idle worker keeps no submitter's
+    values alive. The ``initializer`` runs once in each worker, in a fresh copy
+    of the context current when the executor was constructed; ``ContextVar``
+    writes it makes are not seen by tasks, which run in their submitters'
+    contexts (use ``threading.local`` for per-worker state).
+
+    Everything else, including thread safety of ``submit``/``map``/``shutdown``,
+    is ``concurrent.futures.ThreadPoolExecutor``'s own behaviour.
+    """
+
+    if sys.version_info >= (3, 14):
+
+        def __init__(
+            self,
+            max_workers: int | None = None,
+            thread_name_prefix: str = "",
+            initializer: Callable[..., object] | None = None,
+            initargs: tuple[Any, ...] = (),
+            **ctxkwargs: Any,
+        ) -> None:
+            super().__init__(
+                max_workers,
+                thread_name_prefix,
+                _bound_initializer(initializer),
+                initargs,
+                **ctxkwargs,
+            )
+
+    else:
+
+        def __init__(
+            self,
+            max_workers: int | None = None,
+            thread_name_prefix: str = "",
+            initializer: Callable[..., object] | None = None,
+            initargs: tuple[Any, ...] = (),
+        ) -> None:
+            super().__init__(
+                max_workers, thread_name_prefix, _bound_initializer(initializer), initargs
+            )
+
+    def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
+        """Run ``fn(*args, **kwargs)`` in a worker, in a copy of the caller's context."""
+        run: Callable[..., T] = contextvars.copy_context().run
+        return super().submit(run, fn, *args, **kwargs)
+
+    if sys.version_info >= (3, 14):
+
+        def map(
+            self,
+            fn: Callable[..., T],
+            /,
+            *iterables: Iterable[Any],
+            timeout: float | None = None,
+            chunksize: int = 1,
+            buffersize: int | None = None,
+        ) -> Iterator[T]:
+            """Return ``map(fn, *iterables)``, each call in a copy of the context at ``map()``."""
+            return super().map(
+                _in_copies_of(contextvars.copy_context(), fn),
+                *iterables,
+                timeout=timeout,
+                chunksize=chunksize,
+                buffersize=buffersize,
+            )
+
+    else:
+
+        def map(
+            self,
+            fn: Callable[..., T],
+            /,
+            *iterables: Iterable[Any],
+            timeout: float | None = None,
+            chunksize: int = 1,
+        ) -> Iterator[T]:
+            """Return ``map(fn, *iterables)``, each call in a copy of the context at ``map()``."""
+            return super().map(
+                _in_copies_of(contextvars.copy_context(), fn),
+                *iterables,
+                timeout=timeout,
+                chunksize=chunksize,
+            )
+
+    def _adjust_thread_count(self) -> None:
+        # This is where workers are created, in the submitter's context. Where
+        # new threads inherit it, hand them an empty one instead.
+        if threads_inherit_context():
+            contextvars.Context().run(super()._adjust_thread_count)
+        else:
+            super()._adjust_thread_count()

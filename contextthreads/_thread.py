@@ -1,0 +1,155 @@
+"""Drop-in ``threading.Thread`` and ``threading.Timer`` that carry the context."""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import sys
+import threading
+from typing import Any, Callable, Iterable, Mapping
+
+__all__ = ("ContextThread", "ContextTimer")
+
+
+def _checked(context: object) -> contextvars.Context | None:
+    if context is not None and not isinstance(context, contextvars.Context):
+        raise TypeError(
+            f"context must be a contextvars.Context or None, not {type(context).__name__}"
+        )
+    return context
+
+
+class ContextThread(threading.Thread):
+    """A ``threading.Thread`` whose ``run()`` runs in a ``contextvars.Context``.
+
+    With ``context=None`` (the default) the thread runs in a copy of the
+    context of whoever calls ``start()``, taken inside ``start()``: values set
+    before or after construction are seen, and nothing the thread writes leaks
+    back. This is CPython 3.14's ``Thread(context=...)`` with inheritance on,
+    whatever ``sys.flags.thread_inherit_context`` says. Pass a
+    ``contextvars.Context`` to run in that very one; a Context can be entered
+    by one thread at a time, and one already entered elsewhere fails as CPython
+    fails: ``RuntimeError: cannot enter context`` reaches
+    ``threading.excepthook``.
+
+    The whole of ``run()`` runs in the context, so subclasses that override it
+    need not call ``super().run()``. Everything else (``join``, ``daemon``,
+    names, exceptions through ``threading.excepthook``, a second ``start()``
+    raising ``RuntimeError``) is ``threading.Thread``'s own behaviour. The
+    thread drops its reference to the context when ``run()`` ends, so the
+    values it held do not outlive the thread.
+    """
+
+    if sys.version_info >= (3, 14):
+        # 3.14 runs run() in self._context natively; only the default differs.
+        _context: contextvars.Context | None
+        _initialized: bool
+        _started: threading.Event
+
+        def __init__(
+            self,
+            group: None = None,
+            target: Callable[..., object] | None = None,
+            name: str | None = None,
+            args: Iterable[Any] = (),
+            kwargs: Mapping[str, Any] | None = None,
+            *,
+            daemon: bool | None = None,
+            context: contextvars.Context | None = None,
+        ) -> None:
+            super().__init__(
+                group, target, name, args, kwargs, daemon=daemon, context=_checked(context)
+            )
+
+        def _adopt_context(self, context: contextvars.Context | None) -> None:
+            self._context = context
+
+        def start(self) -> None:
+            if self._initialized and not self._started.is_set() and self._context is None:
+                self._context = contextvars.copy_context()
+            super().start()
+
+        def _bootstrap_inner(self) -> None:
+            try:
+                super()._bootstrap_inner()  # type: ignore[misc]
+            finally:
+                # The stdlib keeps it for the Thread object's lifetime.
+                self._context = None
+
+    else:
+        # A name of our own: threading.Thread subclasses were free to use
+        # self._context before 3.14, and must keep working.
+        _contextthreads_context: contextvars.Context | None = None
+        _initialized: bool
+        _started: threading.Event
+
+        def __init__(
+            self,
+            group: None = None,
+            target: Callable[..., object] | None = None,
+            name: str | None = None,
+            args: Iterable[Any] = (),
+            kwargs: Mapping[str, Any] | None = None,
+            *,
+            daemon: bool | None = None,
+            context: contextvars.Context | None = None,
+        ) -> None:
+            checked = _checked(context)
+            super().__init__(group, target, name, args, kwargs, daemon=daemon)
+            self._contextthreads_context = checked
+
+        def _adopt_context(self, context: contextvars.Context | None) -> None:
+            self._contextthreads_context = context
+
+        def start(self) -> None:
+            if (
+                self._initialized
+                and not self._started.is_set()
+                and self._contextthreads_context is None
+            ):
+                self._contextthreads_context = contextvars.copy_context()
+            super().start()
+
+        def _bootstrap_inner(self) -> None:
+            # The stdlib's _bootstrap_inner calls self.run() inside the
+            # try/except that hands errors to the excepthook. Shadowing run
+            # with an instance attribute for that one call reproduces 3.14's
+            # self._context.run(self.run) exactly, on every version, without
+            # copying private stdlib code.
+            context = self._contextthreads_context
+            if context is None:  # a subclass bypassed our start()
+                context = contextvars.Context()
+            own_run = self.__dict__.get("run")
+            self.run = functools.partial(context.run, self.run)  # type: ignore[method-assign]
+            try:
+                super()._bootstrap_inner()  # type: ignore[misc]
+            finally:
+                if own_run is None:
+                    del self.run
+                else:
+                    self.run = own_run  # type: ignore[method-assign]
+                self._contextthreads_context = None
+
+
+class ContextTimer(ContextThread, threading.Timer):
+    """A ``threading.Timer`` whose function runs in a ``contextvars.Context``.
+
+    The context rules are ``ContextThread``'s: by default a copy of the context
+    of the caller of ``start()``; with ``context=`` that Context itself.
+    ``cancel()``, ``interval``, ``finished`` and the rest are
+    ``threading.Timer``'s own.
+    """
+
+    def __init__(
+        self,
+        interval: float,
+        function: Callable[..., object],
+        args: Iterable[Any] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        *,
+        context: contextvars.Context | None = None,
+    ) -> None:
+        checked = _checked(context)
+        # Timer.__init__ calls Thread.__init__ by name, skipping ours.
+        threading.Timer.__init__(self, interval, function, args, kwargs)
+        self._adopt_context(checked)
