@@ -1,0 +1,39 @@
+"""Every script in examples/ runs to completion and exits 0."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = sorted((Path(__file__).resolve().parent.parent / "examples").glob("*.py"))
+
+
+@pytest.mark.parametrize("script", EXAMPLES, ids=[p.name for p in EXAMPLES])
+def test_example_runs(script: Path) -> None:
+    """The example exits 0 within two minutes and prints no traceback."""
+    proc = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_quickstart_shows_loss_and_fix() -> None:
+    """The quickstart shows the request id lost by the stdlib and kept by contextthreads."""
+    proc = subprocess.run(
+        [sys.executable, str(EXAMPLES[0].parent / "quickstart.py")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert "[request_id=-] " in proc.stdout
+    assert "[request_id=req-42] " in proc.stdout
+    assert proc.stdout.rstrip().endswith("OK")
