@@ -26,7 +26,10 @@ def test_example_runs(script: Path) -> None:
 
 
 def test_quickstart_shows_loss_and_fix() -> None:
-    """The quickstart shows the request id lost by the stdlib and kept by contextthreads."""
+    """The quickstart shows the request id lost by the stdlib and kept by contextthreads.
+
+    Under 3.14's thread_inherit_context=1 plain threads inherit, so only the kept half is pinned.
+    """
     proc = subprocess.run(
         [sys.executable, str(EXAMPLES[0].parent / "quickstart.py")],
         capture_output=True,
@@ -34,6 +37,7 @@ def test_quickstart_shows_loss_and_fix() -> None:
         timeout=60,
         check=True,
     )
-    assert "[request_id=-] " in proc.stdout
+    if not getattr(sys.flags, "thread_inherit_context", False):
+        assert "[request_id=-] " in proc.stdout
     assert "[request_id=req-42] " in proc.stdout
     assert proc.stdout.rstrip().endswith("OK")
