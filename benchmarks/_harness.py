@@ -1,0 +1,151 @@
+"""Interleaved side-by-side timing: rounds of A B A B ..., median of per-round ratios.
+
+Absolute times on a shared machine are noise; the ratio of two variants timed
+back to back in the same round is not, or much less so. Each round runs every
+variant once (the order alternates between rounds so neither always goes
+first), and each variant's per-round time is divided by the baseline's time in
+that same round. The table reports the median of those ratios and their
+interquartile range.
+"""
+
+from __future__ import annotations
+
+import gc
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+# A variant takes the number of operations to run and returns the seconds they
+# took; it does its own setup outside the timed region.
+Variant = Callable[[int], float]
+
+
+@dataclass
+class Row:
+    """One line of the results table: a variant measured against a baseline."""
+
+    case: str
+    variant: str
+    baseline: str
+    ratio: float
+    q1: float
+    q3: float
+    per_op_us: float
+    target: str = ""
+    note: str = ""
+
+    def verdict(self) -> str:
+        if not self.target or self.ratio != self.ratio:
+            return ""
+        limit = float(self.target.strip("<=>x "))
+        if self.target.startswith(">="):
+            return "ok" if self.ratio >= limit else "MISSED"
+        return "ok" if self.ratio <= limit else "MISSED"
+
+
+def timed(fn: Callable[[], object]) -> float:
+    """Return the seconds ``fn()`` takes, with the cyclic GC held off meanwhile."""
+    gc.collect()
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        start = time.perf_counter()
+        fn()
+        return time.perf_counter() - start
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def quartiles(values: Sequence[float]) -> tuple[float, float, float]:
+    """Return (q1, median, q3) of ``values``."""
+    if len(values) == 1:
+        return values[0], values[0], values[0]
+    q1, q2, q3 = statistics.quantiles(values, n=4, method="inclusive")
+    return q1, q2, q3
+
+
+def interleave(
+    variants: dict[str, Variant],
+    ops: int,
+    rounds: int,
+    warmup: int = 2,
+) -> dict[str, list[float]]:
+    """Run every variant once per round, alternating the order; return per-round times."""
+    names = list(variants)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(warmup + rounds):
+        order = names if r % 2 == 0 else names[::-1]
+        for name in order:
+            t = variants[name](ops)
+            if r >= warmup:
+                times[name].append(t)
+    return times
+
+
+def compare(
+    case: str,
+    baseline: str,
+    variants: dict[str, Variant],
+    ops: int,
+    rounds: int,
+    targets: dict[str, str] | None = None,
+    warmup: int = 2,
+) -> list[Row]:
+    """Time ``variants`` interleaved and return one Row per non-baseline variant."""
+    times = interleave(variants, ops, rounds, warmup)
+    base = times[baseline]
+    rows = [_row(case, baseline, baseline, base, [1.0] * len(base), ops, "")]
+    for name, ts in times.items():
+        if name == baseline:
+            continue
+        ratios = [t / b for t, b in zip(ts, base)]
+        rows.append(_row(case, name, baseline, ts, ratios, ops, (targets or {}).get(name, "")))
+    return rows
+
+
+def _row(
+    case: str,
+    name: str,
+    baseline: str,
+    times: list[float],
+    ratios: list[float],
+    ops: int,
+    target: str,
+) -> Row:
+    q1, med, q3 = quartiles(ratios)
+    return Row(
+        case=case,
+        variant=name,
+        baseline=baseline,
+        ratio=med,
+        q1=q1,
+        q3=q3,
+        per_op_us=statistics.median(times) / ops * 1e6,
+        target=target,
+    )
+
+
+def format_table(rows: Sequence[Row]) -> str:
+    """Return ``rows`` as a Markdown table."""
+    lines = [
+        "| case | variant | vs | median ratio | IQR | per op (us) | target |",
+        "| --- | --- | --- | ---: | --- | ---: | --- |",
+    ]
+    for row in rows:
+        if row.variant == row.baseline:
+            ratio, iqr = "1 (baseline)", ""
+        elif row.ratio != row.ratio:
+            ratio, iqr = "n/a", ""
+        else:
+            ratio = f"{row.ratio:.3f}x"
+            iqr = f"{row.q1:.3f}-{row.q3:.3f}"
+        target = f"{row.target} {row.verdict()}".strip()
+        per_op = f"{row.per_op_us:.2f}" if row.per_op_us == row.per_op_us else ""
+        unit = f" ({row.note})" if row.note else ""
+        lines.append(
+            f"| {row.case} | {row.variant}{unit} | {row.baseline} | {ratio} | {iqr} "
+            f"| {per_op} | {target} |"
+        )
+    return "\n".join(lines)
