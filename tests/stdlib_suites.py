@@ -1,0 +1,495 @@
+"""Run CPython's own Thread, Timer and ThreadPoolExecutor tests against contextthreads.
+
+Usage::
+
+    python tests/stdlib_suites.py {threading,futures} [--json PATH] [--timeout SECONDS]
+
+The suites are the ones that ship with the running interpreter
+(``test.test_threading`` and ``test.test_concurrent_futures``), restricted to
+the tests that exercise ``Thread``, ``Timer`` and ``ThreadPoolExecutor``.
+
+``CONTEXTTHREADS_STDLIB_MODE`` picks what "ours" means:
+
+``classes`` (the default)
+    Each test module is executed afresh with stand-ins for ``threading`` and
+    ``concurrent.futures`` in its own namespace, whose ``Thread``, ``Timer``
+    and ``ThreadPoolExecutor`` are ``ContextThread``, ``ContextTimer`` and
+    ``ContextThreadPoolExecutor``. Module-level subclasses in the tests
+    (``class TestThread(threading.Thread)``) therefore subclass ours too.
+    ``threading.Thread`` itself is never rebound: the stdlib's own internals
+    (``_MainThread``, ``_DummyThread``, the executor's workers) keep theirs.
+``install``
+    Nothing is substituted; ``contextthreads.install()`` is called first. The
+    run reports itself skipped while ``install()`` does not exist.
+
+Every test that fails with ours is run again, in a fresh process, against the
+plain stdlib. A failure the stdlib shares is this machine's (reported, not
+counted against us); a failure only ours has is a fidelity bug, and the exit
+status is 1. Exit status 3 means the suite could not run here (reason printed).
+
+Tests that start a fresh interpreter on a code string (``script_helper``'s
+``assert_python_ok`` and friends) exercise the stdlib of that child, never our
+classes, so they are skipped with that reason rather than run for nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import faulthandler
+import importlib
+import importlib.util
+import json
+import os
+import pkgutil
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+import types
+import unittest
+from typing import Any, Callable, Iterator
+
+MODE_ENV = "CONTEXTTHREADS_STDLIB_MODE"
+EXIT_OK, EXIT_FIDELITY, EXIT_CRASH, EXIT_UNAVAILABLE = 0, 1, 2, 3
+SUBPROCESS_SKIP = "runs a code string in a fresh interpreter: that exercises the stdlib, not ours"
+
+# test_threading classes left out, and why. Everything else in the module runs.
+THREADING_EXCLUDED = {
+    "LockTests": "locks: no Thread or Timer under test",
+    "PyRLockTests": "locks: no Thread or Timer under test",
+    "CRLockTests": "locks: no Thread or Timer under test",
+    "EventTests": "Event: no Thread or Timer under test",
+    "ConditionAsRLockTests": "Condition: no Thread or Timer under test",
+    "ConditionTests": "Condition: no Thread or Timer under test",
+    "SemaphoreTests": "Semaphore: no Thread or Timer under test",
+    "BoundedSemaphoreTests": "Semaphore: no Thread or Timer under test",
+    "BarrierTests": "Barrier: no Thread or Timer under test",
+    "SubinterpThreadingTests": "runs code strings in subinterpreters: exercises the stdlib, not ours",
+    "InterruptMainTests": "_thread.interrupt_main and signals: no Thread or Timer under test",
+}
+
+# test.test_concurrent_futures (a package from 3.12 on): only the thread-pool
+# classes run, picked by CPython's own naming (ThreadPoolMixin users are all
+# called ThreadPool*). Left out: the process pool, the interpreter pool (3.14;
+# it subclasses the stdlib's ThreadPoolExecutor, not ours) and FutureTests
+# (Future alone, no executor).
+FUTURES_CLASS_PREFIX = "ThreadPool"
+FUTURES_SUBMODULES = (
+    "test_thread_pool",
+    "test_shutdown",
+    "test_wait",
+    "test_as_completed",
+    "test_init",
+    "test_deadlock",
+)
+# Executed with the stand-ins before the test modules, which import from them.
+FUTURES_HELPERS = ("util", "executor")
+
+# Tests that fail with our classes by design, each with a regular expression
+# its failure must match. One that passes, or fails otherwise, is reported.
+EXPECTED_DIFFERENCES: dict[str, tuple[str, str]] = {}
+
+
+# --------------------------------------------------------------------------
+# Stand-in modules
+
+
+class _ModuleProxy(types.ModuleType):
+    """Stand for a real module with a few names overridden; writes reach the real one."""
+
+    def __init__(self, real: types.ModuleType, overrides: dict[str, Any]) -> None:
+        super().__init__(real.__name__, real.__doc__)
+        vars(self).update(overrides)
+        vars(self)["_proxy_real"] = real
+        vars(self)["_proxy_overrides"] = frozenset(overrides)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(vars(self)["_proxy_real"], name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # support.swap_attr(threading, "excepthook", ...) must reach the module
+        # whose code reads it.
+        if name in vars(self)["_proxy_overrides"]:
+            vars(self)[name] = value
+        else:
+            setattr(vars(self)["_proxy_real"], name, value)
+
+    def __delattr__(self, name: str) -> None:
+        if name in vars(self)["_proxy_overrides"]:
+            del vars(self)[name]
+        else:
+            delattr(vars(self)["_proxy_real"], name)
+
+    def __dir__(self) -> list[str]:
+        return sorted(set(dir(vars(self)["_proxy_real"])) | vars(self)["_proxy_overrides"])
+
+
+def _stand_ins() -> dict[str, types.ModuleType]:
+    import concurrent.futures
+    import threading
+
+    from contextthreads._executor import ContextThreadPoolExecutor
+    from contextthreads._thread import ContextThread, ContextTimer
+
+    return {
+        "threading": _ModuleProxy(threading, {"Thread": ContextThread, "Timer": ContextTimer}),
+        "concurrent.futures": _ModuleProxy(
+            concurrent.futures, {"ThreadPoolExecutor": ContextThreadPoolExecutor}
+        ),
+    }
+
+
+def _exec_with(name: str, stand_ins: dict[str, types.ModuleType]) -> types.ModuleType:
+    """Execute module ``name`` afresh, its imports of ``stand_ins`` answered by them."""
+    # Import it normally first, so everything it depends on is already loaded
+    # with the real modules; only its own body then sees the stand-ins.
+    importlib.import_module(name)
+    spec = importlib.util.find_spec(name)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    saved_modules = {key: sys.modules[key] for key in stand_ins}
+    # "from concurrent import futures" reads the package attribute, not sys.modules.
+    saved_attrs = []
+    for key, stand_in in stand_ins.items():
+        parent, _, child = key.rpartition(".")
+        if parent:
+            saved_attrs.append((sys.modules[parent], child, getattr(sys.modules[parent], child)))
+            setattr(sys.modules[parent], child, stand_in)
+        sys.modules[key] = stand_in
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.modules.update(saved_modules)
+        for parent_module, child, value in saved_attrs:
+            setattr(parent_module, child, value)
+    parent, _, child = name.rpartition(".")
+    if parent:
+        setattr(sys.modules[parent], child, module)
+    return module
+
+
+def _skip_subprocess_tests() -> None:
+    from test.support import script_helper
+
+    def skip(*args: object, **kwargs: object) -> Any:
+        raise unittest.SkipTest(SUBPROCESS_SKIP)
+
+    for name in ("assert_python_ok", "assert_python_failure", "spawn_python", "run_python_until_end"):
+        if hasattr(script_helper, name):
+            setattr(script_helper, name, skip)
+
+
+# --------------------------------------------------------------------------
+# Suites
+
+
+def _futures_modules() -> list[str] | None:
+    try:
+        package = importlib.import_module("test.test_concurrent_futures")
+    except ImportError:
+        return None
+    if not hasattr(package, "__path__"):
+        return [package.__name__]
+    present = {info.name for info in pkgutil.iter_modules(package.__path__)}
+    return [f"{package.__name__}.{name}" for name in FUTURES_SUBMODULES if name in present]
+
+
+def _futures_helpers() -> list[str]:
+    package = importlib.import_module("test.test_concurrent_futures")
+    if not hasattr(package, "__path__"):
+        return []
+    present = {info.name for info in pkgutil.iter_modules(package.__path__)}
+    return [f"{package.__name__}.{name}" for name in FUTURES_HELPERS if name in present]
+
+
+def _unavailable(suite: str) -> str | None:
+    if suite == "futures" and not _futures_modules():
+        # CPython 3.11.7 and 3.12.1 split the module into a package but their
+        # "make install" forgot to copy it.
+        return "this interpreter's installed test package has no test.test_concurrent_futures"
+    try:
+        importlib.import_module("test.test_threading" if suite == "threading" else "test.support")
+    except ImportError as exc:
+        return f"this interpreter ships no CPython test suite ({exc})"
+    return None
+
+
+def _included(suite: str, cls: type) -> bool:
+    if suite == "threading":
+        return cls.__name__ not in THREADING_EXCLUDED and cls.__name__ != "BaseTestCase"
+    return cls.__name__.startswith(FUTURES_CLASS_PREFIX)
+
+
+def _load(suite: str, target: str) -> list[types.ModuleType]:
+    names = ["test.test_threading"] if suite == "threading" else (_futures_modules() or [])
+    if target != "classes":
+        return [importlib.import_module(name) for name in names]
+    stand_ins = _stand_ins()
+    helpers = [] if suite == "threading" else _futures_helpers()
+    for helper in helpers:
+        _exec_with(helper, stand_ins)
+    return [_exec_with(name, stand_ins) for name in names]
+
+
+def _tests(suite: str, modules: list[types.ModuleType]) -> Iterator[unittest.TestCase]:
+    loader = unittest.TestLoader()
+    for module in modules:
+        for value in vars(module).values():
+            if (
+                isinstance(value, type)
+                and issubclass(value, unittest.TestCase)
+                and value.__module__ == module.__name__
+                and _included(suite, value)
+            ):
+                yield from loader.loadTestsFromTestCase(value)  # type: ignore[misc]
+
+
+# --------------------------------------------------------------------------
+# Worker: one run, in this process
+
+
+class _Recorder(unittest.TextTestResult):
+    """Keep every outcome, keyed by the id of the test (not the subtest)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.outcomes: dict[str, dict[str, Any]] = {}
+        self._started: dict[str, float] = {}
+
+    def _note(self, test: Any, outcome: str, detail: str = "") -> None:
+        key = getattr(test, "test_case", test).id()
+        entry = self.outcomes.setdefault(key, {"outcome": "passed", "detail": ""})
+        rank = ["passed", "skipped", "expected_failure", "unexpected_success", "failed", "error"]
+        if rank.index(outcome) >= rank.index(entry["outcome"]):
+            entry["outcome"] = outcome
+        if detail:
+            entry["detail"] += f"--- {test.id()}\n{detail}\n"
+
+    def startTest(self, test: unittest.TestCase) -> None:
+        self._started[test.id()] = time.monotonic()
+        super().startTest(test)
+
+    def stopTest(self, test: unittest.TestCase) -> None:
+        super().stopTest(test)
+        entry = self.outcomes.setdefault(test.id(), {"outcome": "passed", "detail": ""})
+        entry["seconds"] = round(time.monotonic() - self._started.get(test.id(), 0.0), 3)
+
+    def addError(self, test: Any, err: Any) -> None:
+        super().addError(test, err)
+        self._note(test, "error", self._exc_info_to_string(err, test))
+
+    def addFailure(self, test: Any, err: Any) -> None:
+        super().addFailure(test, err)
+        self._note(test, "failed", self._exc_info_to_string(err, test))
+
+    def addSubTest(self, test: Any, subtest: Any, err: Any) -> None:
+        super().addSubTest(test, subtest, err)
+        if err is not None:
+            failed = issubclass(err[0], test.failureException)
+            self._note(subtest, "failed" if failed else "error", self._exc_info_to_string(err, test))
+
+    def addSkip(self, test: Any, reason: str) -> None:
+        super().addSkip(test, reason)
+        self._note(test, "skipped", reason)
+
+    def addExpectedFailure(self, test: Any, err: Any) -> None:
+        super().addExpectedFailure(test, err)
+        self._note(test, "expected_failure")
+
+    def addUnexpectedSuccess(self, test: Any) -> None:
+        super().addUnexpectedSuccess(test)
+        self._note(test, "unexpected_success")
+
+
+def _setup_target(target: str) -> None:
+    if target == "install":
+        _install()()
+
+
+def _install() -> Callable[[], object]:
+    import contextthreads
+
+    install = getattr(contextthreads, "install", None)
+    if install is None:
+        from contextthreads._install import install  # type: ignore[import-not-found,no-redef]
+    return install  # type: ignore[no-any-return]
+
+
+def worker(suite: str, target: str, out: str, only: list[str] | None, timeout: float) -> int:
+    # A hang in one test would otherwise eat the parent's whole timeout silently.
+    faulthandler.dump_traceback_later(timeout, exit=True)
+    _skip_subprocess_tests()
+    _setup_target(target)
+    modules = _load(suite, target)
+    tests = list(_tests(suite, modules))
+    if only is not None:
+        wanted = set(only)
+        tests = [test for test in tests if test.id() in wanted]
+    stream = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the run
+    runner = unittest.TextTestRunner(stream=stream, resultclass=_Recorder, verbosity=0)
+    started = time.monotonic()
+    result = runner.run(unittest.TestSuite(tests))
+    assert isinstance(result, _Recorder)
+    # Failures of module fixtures (setUpModule...) are recorded under a pseudo-test.
+    for pseudo, detail in result.errors:
+        if pseudo.id() not in result.outcomes:
+            result.outcomes[pseudo.id()] = {"outcome": "error", "detail": detail}
+    with open(out, "w") as fh:
+        json.dump(
+            {"seconds": round(time.monotonic() - started, 2), "outcomes": result.outcomes}, fh
+        )
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------
+# Orchestrator: ours, then the stdlib on whatever failed
+
+
+def _run_worker(
+    suite: str, target: str, only: list[str] | None, timeout: float
+) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "out.json")
+        cmd = [sys.executable, __file__, "--worker", suite, "--target", target, "--out", out]
+        cmd += ["--timeout", str(timeout)]
+        if only is not None:
+            only_file = os.path.join(tmp, "only.txt")
+            with open(only_file, "w") as fh:
+                fh.write("\n".join(only))
+            cmd += ["--only", only_file]
+        proc = subprocess.run(
+            cmd, capture_output=True, text=True, timeout=timeout + 30, check=False
+        )
+        if proc.returncode != 0 or not os.path.exists(out):
+            raise RuntimeError(
+                f"{target} run of {suite} crashed (exit {proc.returncode}):\n"
+                f"{proc.stdout[-5000:]}\n{proc.stderr[-20000:]}"
+            )
+        with open(out) as fh:
+            data: dict[str, Any] = json.load(fh)
+            return data
+
+
+def mode() -> str:
+    value = os.environ.get(MODE_ENV, "classes") or "classes"
+    if value not in ("classes", "install"):
+        raise SystemExit(f"{MODE_ENV} must be 'classes' or 'install', not {value!r}")
+    return value
+
+
+def orchestrate(suite: str, timeout: float) -> dict[str, Any]:
+    target = mode()
+    report: dict[str, Any] = {"suite": suite, "mode": target, "python": sys.version}
+    why = _unavailable(suite)
+    if why is None and target == "install":
+        try:
+            _install()
+        except ImportError as exc:
+            why = f"install mode: contextthreads.install() is not importable yet ({exc})"
+    if why is not None:
+        report.update(status="unavailable", reason=why)
+        return report
+    started = time.monotonic()
+    ours = _run_worker(suite, target, None, timeout)
+    outcomes = ours["outcomes"]
+    bad = {key for key, value in outcomes.items() if value["outcome"] in ("failed", "error")}
+    unexpected_pass = sorted(
+        key for key in EXPECTED_DIFFERENCES if key in outcomes and key not in bad
+    )
+    # Expected differences are re-run too: they must pass with the stdlib.
+    rerun = sorted(bad)
+    baseline = _run_worker(suite, "stdlib", rerun, timeout)["outcomes"] if rerun else {}
+    environment, fidelity, expected, mismatched = [], [], [], []
+    for key in rerun:
+        stdlib_outcome = baseline.get(key, {"outcome": "missing"})["outcome"]
+        entry = {"id": key, "ours": outcomes[key], "stdlib": baseline.get(key)}
+        if stdlib_outcome in ("failed", "error"):
+            environment.append(entry)
+        elif key in EXPECTED_DIFFERENCES:
+            reason, pattern = EXPECTED_DIFFERENCES[key]
+            entry["reason"] = reason
+            if re.search(pattern, outcomes[key]["detail"]):
+                expected.append(entry)
+            else:
+                mismatched.append(entry)
+        else:
+            fidelity.append(entry)
+    counts: dict[str, int] = {}
+    for value in outcomes.values():
+        counts[value["outcome"]] = counts.get(value["outcome"], 0) + 1
+    slowest = sorted(outcomes.items(), key=lambda item: -item[1].get("seconds", 0.0))[:5]
+    ok = not (fidelity or mismatched or unexpected_pass)
+    report.update(
+        status="passed" if ok else "failed",
+        seconds=round(time.monotonic() - started, 2),
+        counts=counts,
+        skip_reasons=sorted(
+            {v["detail"].splitlines()[-1] for v in outcomes.values() if v["outcome"] == "skipped"}
+        ),
+        fidelity_failures=fidelity,
+        expected_differences=expected,
+        expected_differences_failing_otherwise=mismatched,
+        expected_differences_passing=unexpected_pass,
+        environment_failures=environment,
+        slowest=[(key, value.get("seconds")) for key, value in slowest],
+    )
+    return report
+
+
+def _summary(report: dict[str, Any]) -> str:
+    head = f"{report['suite']} [{report['mode']}] on Python {report['python'].split()[0]}: "
+    if report["status"] == "unavailable":
+        return head + "UNAVAILABLE: " + report["reason"]
+    lines = [head + f"{report['status'].upper()} in {report['seconds']}s {report['counts']}"]
+    for title, key in (
+        ("FIDELITY FAILURE (stdlib passes, ours fails)", "fidelity_failures"),
+        ("EXPECTED DIFFERENCE FAILING OTHERWISE", "expected_differences_failing_otherwise"),
+    ):
+        for entry in report[key]:
+            lines.append(f"{title}: {entry['id']}\n{entry['ours']['detail']}")
+    for key in report["expected_differences_passing"]:
+        lines.append(f"EXPECTED DIFFERENCE NOW PASSING (update the list): {key}")
+    for entry in report["expected_differences"]:
+        lines.append(f"expected difference: {entry['id']}: {entry['reason']}")
+    for entry in report["environment_failures"]:
+        first = (entry["ours"]["detail"].strip().splitlines() or [""])[-1]
+        lines.append(f"environment (fails with the stdlib too): {entry['id']}: {first}")
+    lines.append("slowest: " + ", ".join(f"{k.rsplit('.', 1)[-1]} {s}s" for k, s in report["slowest"]))
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("suite", choices=("threading", "futures"))
+    parser.add_argument("--json", help="write the full report here")
+    parser.add_argument("--timeout", type=float, default=240.0, help="per run, in seconds")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--target", choices=("classes", "install", "stdlib"), help=argparse.SUPPRESS)
+    parser.add_argument("--out", help=argparse.SUPPRESS)
+    parser.add_argument("--only", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        only = None
+        if args.only:
+            with open(args.only) as fh:
+                only = [line for line in fh.read().splitlines() if line]
+        return worker(args.suite, args.target, args.out, only, args.timeout)
+    try:
+        report = orchestrate(args.suite, args.timeout)
+    except (RuntimeError, subprocess.TimeoutExpired) as exc:
+        print(f"{args.suite}: runner crashed: {exc}", file=sys.stderr)
+        return EXIT_CRASH
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(report, fh, indent=1)
+    print(_summary(report))
+    if report["status"] == "unavailable":
+        return EXIT_UNAVAILABLE
+    return EXIT_OK if report["status"] == "passed" else EXIT_FIDELITY
+
+
+if __name__ == "__main__":
+    sys.exit(main())
