@@ -1,0 +1,236 @@
+"""The controller: a registry of actor endpoints and job specs, served over signed HTTP.
+
+Requests are JSON objects POSTed to ``/<op>`` with the same ``op`` inside the
+signed body, so a captured body cannot be replayed against another operation.
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import json
+import logging
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from ._http import Reply, RpcProtocolError, SignedServer, post
+
+__all__ = ("Controller", "ControllerClient", "Endpoint")
+
+logger = logging.getLogger("contextthreads.fluster")
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One registered endpoint: a full (namespaced) name, where to reach it, and who owns it."""
+
+    endpoint_id: str
+    name: str
+    address: str
+    job_id: str
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the JSON-ready dict the controller sends for this endpoint."""
+        return {
+            "endpoint_id": self.endpoint_id,
+            "name": self.name,
+            "address": self.address,
+            "job_id": self.job_id,
+            "metadata": dict(self.metadata),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Endpoint:
+        """Return the endpoint a ``to_json()`` dict describes."""
+        return cls(
+            endpoint_id=str(data["endpoint_id"]),
+            name=str(data["name"]),
+            address=str(data["address"]),
+            job_id=str(data["job_id"]),
+            metadata={str(k): str(v) for k, v in dict(data.get("metadata") or {}).items()},
+        )
+
+
+def _text(request: Mapping[str, Any], key: str) -> str:
+    value = request.get(key)
+    if not isinstance(value, str):
+        raise ValueError(f"{key!r} must be a string")
+    return value
+
+
+class Controller:
+    """Serve an endpoint registry and a job-spec store on ``host`` (127.0.0.1 by default).
+
+    The socket is bound in the constructor: ``address`` holds the port
+    actually bound, so ``port=0`` picks a free one without a race. Call
+    ``start()`` (or use ``with``) to serve. Registry operations are also
+    available in-process and are thread-safe.
+    """
+
+    def __init__(self, secret: str, host: str = "127.0.0.1", port: int = 0) -> None:
+        self._lock = threading.Lock()
+        self._endpoints: dict[str, Endpoint] = {}
+        self._jobs: dict[str, bytes] = {}
+        self._ids = itertools.count(1)
+        self._server = SignedServer(host, port, secret, self._dispatch, "fluster-controller")
+
+    @property
+    def address(self) -> str:
+        """Return ``http://host:port`` of the bound socket."""
+        return self._server.url()
+
+    @property
+    def port(self) -> int:
+        """Return the port actually bound."""
+        return self._server.port
+
+    def start(self) -> Controller:
+        """Start serving from a background thread; return self."""
+        self._server.start()
+        return self
+
+    def close(self) -> None:
+        """Stop serving and free the port."""
+        self._server.close()
+
+    def __enter__(self) -> Controller:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def register(
+        self, name: str, address: str, job_id: str, metadata: Mapping[str, str] | None = None
+    ) -> str:
+        """Record an endpoint and return its id."""
+        with self._lock:
+            endpoint_id = f"ep-{next(self._ids)}"
+            self._endpoints[endpoint_id] = Endpoint(
+                endpoint_id, name, address, job_id, dict(metadata or {})
+            )
+        logger.debug("registered %s at %s for job %s", name, address, job_id)
+        return endpoint_id
+
+    def unregister(self, endpoint_id: str) -> bool:
+        """Forget an endpoint; return whether it was registered."""
+        with self._lock:
+            return self._endpoints.pop(endpoint_id, None) is not None
+
+    def unregister_job(self, job_id: str) -> int:
+        """Forget every endpoint of ``job_id`` and of the jobs under it; return how many."""
+        with self._lock:
+            gone = [
+                key
+                for key, endpoint in self._endpoints.items()
+                if endpoint.job_id == job_id or endpoint.job_id.startswith(job_id + "/")
+            ]
+            for key in gone:
+                del self._endpoints[key]
+            return len(gone)
+
+    def list_endpoints(self, prefix: str = "") -> list[Endpoint]:
+        """Return the endpoints whose full name starts with ``prefix``, oldest first."""
+        with self._lock:
+            return [e for e in self._endpoints.values() if e.name.startswith(prefix)]
+
+    def put_job(self, job_id: str, spec: bytes) -> None:
+        """Store the serialized entrypoint of ``job_id`` for its worker to fetch."""
+        with self._lock:
+            self._jobs[job_id] = spec
+
+    def get_job(self, job_id: str) -> bytes:
+        """Return the serialized entrypoint of ``job_id``; raise ``KeyError`` if unknown."""
+        with self._lock:
+            return self._jobs[job_id]
+
+    def forget_job(self, job_id: str) -> None:
+        """Drop the spec and endpoints of a job that ended."""
+        with self._lock:
+            self._jobs.pop(job_id, None)
+        self.unregister_job(job_id)
+
+    def _dispatch(self, method: str, path: str, body: bytes) -> Reply:
+        op = path.lstrip("/")
+        try:
+            request = json.loads(body)
+            if not isinstance(request, dict) or request.get("op") != op or method != "POST":
+                raise ValueError("expected a POSTed JSON object whose 'op' matches the path")
+            result = self._apply(op, request)
+        except (ValueError, TypeError, KeyError) as exc:
+            reply = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+            return 400, json.dumps(reply).encode()
+        return 200, json.dumps({"ok": True, **result}).encode()
+
+    def _apply(self, op: str, request: Mapping[str, Any]) -> dict[str, Any]:
+        if op == "register":
+            metadata = request.get("metadata") or {}
+            if not isinstance(metadata, dict):
+                raise ValueError("'metadata' must be an object")
+            endpoint_id = self.register(
+                _text(request, "name"),
+                _text(request, "address"),
+                _text(request, "job_id"),
+                {str(k): str(v) for k, v in metadata.items()},
+            )
+            return {"endpoint_id": endpoint_id}
+        if op == "unregister":
+            return {"removed": self.unregister(_text(request, "endpoint_id"))}
+        if op == "list":
+            return {
+                "endpoints": [e.to_json() for e in self.list_endpoints(_text(request, "prefix"))]
+            }
+        if op == "get_job":
+            return {"spec": base64.b64encode(self.get_job(_text(request, "job_id"))).decode()}
+        if op == "ping":
+            return {}
+        raise ValueError(f"unknown operation {op!r}")
+
+
+class ControllerClient:
+    """Call a controller over signed HTTP. Thread-safe: every call has its own connection.
+
+    Methods raise ``RpcError`` subclasses when the controller cannot be
+    reached or refuses the request.
+    """
+
+    def __init__(self, address: str, secret: str, timeout: float = 5.0) -> None:
+        self.address = address.rstrip("/")
+        self._secret = secret
+        self._timeout = timeout
+
+    def __repr__(self) -> str:
+        return f"ControllerClient({self.address!r})"
+
+    def _call(self, op: str, **fields: Any) -> dict[str, Any]:
+        body = json.dumps({"op": op, **fields}).encode()
+        reply = json.loads(post(self.address, f"/{op}", body, self._secret, self._timeout))
+        if not isinstance(reply, dict) or not reply.get("ok"):
+            raise RpcProtocolError(f"controller refused {op}: {reply!r}")
+        return reply
+
+    def register(
+        self, name: str, address: str, job_id: str, metadata: Mapping[str, str] | None = None
+    ) -> str:
+        """Register an endpoint under its full name; return its id."""
+        reply = self._call(
+            "register", name=name, address=address, job_id=job_id, metadata=dict(metadata or {})
+        )
+        return str(reply["endpoint_id"])
+
+    def unregister(self, endpoint_id: str) -> bool:
+        """Unregister an endpoint; return whether it was registered."""
+        return bool(self._call("unregister", endpoint_id=endpoint_id)["removed"])
+
+    def list_endpoints(self, prefix: str) -> list[Endpoint]:
+        """Return the endpoints whose full name starts with ``prefix``."""
+        return [Endpoint.from_json(e) for e in self._call("list", prefix=prefix)["endpoints"]]
+
+    def get_job(self, job_id: str) -> bytes:
+        """Return the serialized entrypoint stored for ``job_id``."""
+        return base64.b64decode(self._call("get_job", job_id=job_id)["spec"])
+
+    def ping(self) -> None:
+        """Return if the controller answers with our secret; raise ``RpcError`` otherwise."""
+        self._call("ping")

@@ -1,0 +1,258 @@
+"""Signed HTTP: every request and reply body carries an HMAC-SHA256 made with the cluster secret.
+
+Servers check the signature before they look at the body, and answer 401 to
+anything unsigned or signed with another secret; clients check the reply's
+signature before they hand its body on. Plain ``http.server`` and
+``http.client``: one request per connection, bodies of any bytes.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import hashlib
+import hmac
+import http.client
+import logging
+import socket
+import threading
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable, Tuple
+
+from .._thread import ContextThread
+
+__all__ = (
+    "SIGNATURE_HEADER",
+    "RpcAuthError",
+    "RpcConnectionError",
+    "RpcError",
+    "RpcProtocolError",
+    "RpcTimeoutError",
+    "SignedServer",
+    "post",
+    "sign",
+    "verify",
+)
+
+logger = logging.getLogger("contextthreads.fluster")
+
+SIGNATURE_HEADER = "X-Fluster-Signature"
+#: Requests larger than this are refused (413) without being read.
+MAX_BODY = 256 * 1024 * 1024
+_SIGNATURE_LENGTH = 64
+
+#: (HTTP status, body) as a server's dispatch function returns it.
+Reply = Tuple[int, bytes]
+
+
+class RpcError(Exception):
+    """A call did not get a usable answer: the infrastructure failed, not the remote code."""
+
+
+class RpcConnectionError(RpcError, ConnectionError):
+    """The server could not be reached, or dropped the connection before answering."""
+
+
+class RpcTimeoutError(RpcError, TimeoutError):
+    """The server did not answer within the call's timeout."""
+
+
+class RpcAuthError(RpcError):
+    """The server refused our signature (401), or its reply was not signed with our secret."""
+
+
+class RpcProtocolError(RpcError):
+    """The server answered with an unexpected status or a malformed body."""
+
+
+def sign(secret: str, body: bytes) -> str:
+    """Return the hex HMAC-SHA256 of ``body`` keyed with ``secret``."""
+    return hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
+
+
+def verify(secret: str, body: bytes, signature: str | None) -> bool:
+    """Return True if ``signature`` is ``body``'s signature under ``secret`` (constant time)."""
+    if signature is None:
+        return False
+    # Header values arrive decoded as latin-1; encoding back never fails.
+    given = signature.strip().encode("latin-1", "replace")
+    return hmac.compare_digest(sign(secret, body).encode("ascii"), given)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: SignedServer
+    protocol_version = "HTTP/1.0"
+    # Bounds how long a silent client can hold a server thread.
+    timeout = 30
+
+    def __getattr__(self, name: str) -> Any:
+        # Every method, known or not, gets the same treatment: no signature, 401.
+        if name.startswith("do_"):
+            return self._handle
+        raise AttributeError(name)
+
+    def _reply(self, status: int, body: bytes, *, signed: bool) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(len(body)))
+        if signed:
+            self.send_header(SIGNATURE_HEADER, sign(self.server.secret, body))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _refuse(self) -> None:
+        self.close_connection = True
+        self._reply(401, b"missing or invalid signature\n", signed=False)
+
+    def _handle(self) -> None:
+        signature = self.headers.get(SIGNATURE_HEADER)
+        if signature is None or len(signature.strip()) != _SIGNATURE_LENGTH:
+            self._refuse()
+            return
+        try:
+            length = int(self.headers.get("Content-Length", "0"))
+        except ValueError:
+            length = -1
+        if length < 0 or length > MAX_BODY:
+            self.close_connection = True
+            self._reply(413 if length > MAX_BODY else 400, b"bad Content-Length\n", signed=False)
+            return
+        body = self.rfile.read(length)
+        if len(body) != length or not verify(self.server.secret, body, signature):
+            self._refuse()
+            return
+        path = urllib.parse.urlsplit(self.path).path
+        try:
+            status, reply = self.server.dispatch(self.command, path, body)
+        except Exception:
+            logger.exception(
+                "fluster server %s failed on %s %s", self.server.name, self.command, path
+            )
+            status, reply = 500, b"internal server error\n"
+        self._reply(status, reply, signed=True)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        logger.debug("%s %s: " + format, self.server.name, self.address_string(), *args)
+
+
+class SignedServer(ThreadingHTTPServer):
+    """A threading HTTP server that answers only requests signed with ``secret``.
+
+    It binds in the constructor, so ``port`` is the port actually bound (pass
+    0 for any free one) and nobody can take it between binding and serving.
+    ``dispatch(method, path, body)`` runs on a ``ContextThread`` per request,
+    in a copy of the context current at construction, and returns
+    ``(status, body)``; its replies are signed. ``start()`` serves from a
+    background thread; ``close()`` stops serving and frees the port. Both are
+    safe to call from any thread other than the serving one.
+    """
+
+    daemon_threads = True
+    block_on_close = False
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        secret: str,
+        dispatch: Callable[[str, str, bytes], Reply],
+        name: str,
+    ) -> None:
+        if not secret:
+            raise ValueError("a SignedServer needs a non-empty secret")
+        if ":" in host:
+            self.address_family = socket.AF_INET6
+        self.secret = secret
+        self.dispatch = dispatch
+        self.name = name
+        self._base_context = contextvars.copy_context()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        super().__init__((host, port), _Handler)
+
+    @property
+    def host(self) -> str:
+        """Return the address the socket is bound to."""
+        return str(self.server_address[0])
+
+    @property
+    def port(self) -> int:
+        """Return the port the socket is bound to."""
+        return int(self.server_address[1])
+
+    def url(self, host: str | None = None) -> str:
+        """Return ``http://host:port``, showing ``host`` instead of the bound address if given."""
+        shown = host or self.host
+        if ":" in shown:
+            shown = f"[{shown}]"
+        return f"http://{shown}:{self.port}"
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        thread = ContextThread(
+            target=self.process_request_thread,
+            args=(request, client_address),
+            name=f"{self.name}-request",
+            daemon=True,
+            context=self._base_context.copy(),
+        )
+        thread.start()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # The stdlib prints these to stderr; a client that hung up is routine here.
+        logger.debug("%s: error serving %s", self.name, client_address, exc_info=True)
+
+    def start(self) -> None:
+        """Serve requests from a daemon thread until ``close()``."""
+        if self._thread is not None:
+            raise RuntimeError(f"{self.name} is already serving")
+        self._thread = threading.Thread(
+            target=self.serve_forever, kwargs={"poll_interval": 0.1}, name=self.name, daemon=True
+        )
+        self._thread.start()
+
+    def close(self) -> None:
+        """Stop serving and close the listening socket; requests in flight may still finish."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._thread is not None:
+            self.shutdown()
+            self._thread.join(5)
+        self.server_close()
+
+
+def post(url: str, path: str, body: bytes, secret: str, timeout: float | None) -> bytes:
+    """POST ``body`` to ``url + path`` signed with ``secret`` and return the verified reply body.
+
+    ``timeout`` bounds the connection and each wait for data. Raises an
+    ``RpcError`` subclass on any failure; never returns an unverified body.
+    Thread-safe: each call uses its own connection.
+    """
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme != "http" or not parts.hostname or parts.port is None:
+        raise ValueError(f"expected an address like http://host:port, got {url!r}")
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
+    try:
+        connection.request(
+            "POST",
+            path,
+            body,
+            {SIGNATURE_HEADER: sign(secret, body), "Content-Type": "application/octet-stream"},
+        )
+        response = connection.getresponse()
+        data = response.read()
+        status, reply_signature = response.status, response.getheader(SIGNATURE_HEADER)
+    except socket.timeout as exc:
+        raise RpcTimeoutError(f"no answer from {url}{path} within {timeout}s") from exc
+    except (OSError, http.client.HTTPException) as exc:
+        raise RpcConnectionError(f"{url}{path}: {type(exc).__name__}: {exc}") from exc
+    finally:
+        connection.close()
+    if status == 401:
+        raise RpcAuthError(f"{url}{path} refused our signature: is the cluster secret the same?")
+    if not verify(secret, data, reply_signature):
+        raise RpcAuthError(f"the reply from {url}{path} is not signed with the cluster secret")
+    if status != 200:
+        raise RpcProtocolError(f"{url}{path} answered {status}: {data[:200]!r}")
+    return data
