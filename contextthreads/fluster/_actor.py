@@ -1,0 +1,187 @@
+"""Actors over signed HTTP: a server hosting named objects, and a client calling their methods.
+
+Arguments, results and exceptions travel as cloudpickle. A remote exception
+is raised on the caller with its own type and message, its remote traceback
+chained as ``__cause__``; one that cannot be pickled arrives as
+``RemoteError``. Infrastructure failures raise ``RpcError`` subclasses.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import traceback
+from typing import Any, Mapping
+
+from . import _pickle
+from ._context import fluster_ctx
+from ._http import Reply, SignedServer, post
+
+__all__ = ("ActorClient", "ActorServer", "RemoteError", "RemoteTraceback")
+
+logger = logging.getLogger("contextthreads.fluster")
+
+_CALL_PATH = "/call"
+
+
+class RemoteError(Exception):
+    """Stand in for a remote exception that could not be sent back as itself."""
+
+    def __init__(self, type_name: str, message: str, remote_traceback: str = "") -> None:
+        super().__init__(f"{type_name}: {message}")
+        self.type_name = type_name
+        self.message = message
+        self.remote_traceback = remote_traceback
+
+
+class RemoteTraceback(Exception):
+    """Carry the remote traceback of an exception, as its ``__cause__``."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
+
+    def __str__(self) -> str:
+        return f'\n"""\n{self.text}"""'
+
+
+def encode_call(actor: str, method: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> bytes:
+    """Return the request body for ``actor.method(*args, **kwargs)``; raise if unpicklable."""
+    return _pickle.dumps((actor, method, tuple(args), dict(kwargs)))
+
+
+def decode_reply(data: bytes) -> tuple[bool, Any]:
+    """Return ``(True, result)`` or ``(False, exception)`` from a verified reply body."""
+    status, value, remote_tb = _pickle.loads(data)
+    if status == "ok":
+        return True, value
+    if isinstance(value, BaseException) and value.__cause__ is None and remote_tb:
+        value.__cause__ = RemoteTraceback(remote_tb)
+    return False, value
+
+
+def _error_reply(exc: BaseException) -> bytes:
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    try:
+        return _pickle.dumps(("error", exc, text))
+    except Exception:
+        stand_in = RemoteError(type(exc).__qualname__, str(exc), text)
+        return _pickle.dumps(("error", stand_in, text))
+
+
+class ActorServer:
+    """Host named objects and serve calls to their public methods over signed HTTP.
+
+    Binds ``host`` (127.0.0.1 by default) and ``port`` (0: any free port) in
+    the constructor; ``port`` and ``address`` tell what was bound. The secret
+    defaults to the current FlusterContext's. Each call runs on its own
+    ``ContextThread`` in a copy of the context current when the server was
+    made, so actor methods see the job's FlusterContext; actors must be
+    thread-safe. ``register`` and ``close`` are thread-safe.
+    """
+
+    def __init__(
+        self,
+        secret: str | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        advertise_host: str | None = None,
+    ) -> None:
+        self._actors: dict[str, object] = {}
+        self._lock = threading.Lock()
+        self._advertise_host = advertise_host
+        self._server = SignedServer(
+            host,
+            port,
+            fluster_ctx().secret if secret is None else secret,
+            self._dispatch,
+            "fluster-actor-server",
+        )
+
+    @property
+    def port(self) -> int:
+        """Return the port actually bound."""
+        return self._server.port
+
+    @property
+    def address(self) -> str:
+        """Return the URL clients use: ``http://<advertise_host or bound host>:<port>``."""
+        return self._server.url(self._advertise_host)
+
+    def register(self, name: str, actor: object) -> None:
+        """Serve ``actor``'s public methods under ``name``, replacing any actor of that name."""
+        with self._lock:
+            self._actors[name] = actor
+
+    def start(self) -> ActorServer:
+        """Serve from a background thread; return self."""
+        self._server.start()
+        return self
+
+    def close(self) -> None:
+        """Stop serving and free the port."""
+        self._server.close()
+
+    def __enter__(self) -> ActorServer:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _dispatch(self, method: str, path: str, body: bytes) -> Reply:
+        if path != _CALL_PATH or method != "POST":
+            return 404, b"not found\n"
+        try:
+            actor_name, method_name, args, kwargs = _pickle.loads(body)
+            with self._lock:
+                actor = self._actors.get(actor_name)
+            if actor is None:
+                raise LookupError(f"no actor named {actor_name!r} on this server")
+            if not isinstance(method_name, str) or method_name.startswith("_"):
+                raise AttributeError(f"{method_name!r} is not a public method of {actor_name!r}")
+            value = getattr(actor, method_name)(*args, **kwargs)
+        except BaseException as exc:
+            return 200, _error_reply(exc)
+        try:
+            return 200, _pickle.dumps(("ok", value, ""))
+        except Exception as exc:
+            problem = TypeError(f"the result of {actor_name}.{method_name}() cannot be sent: {exc}")
+            return 200, _error_reply(problem)
+
+
+class ActorClient:
+    """Call the methods of one actor at a known URL, each call bounded by ``timeout`` seconds.
+
+    The secret defaults to the current FlusterContext's. Thread-safe: every
+    call has its own connection.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        actor_name: str,
+        *,
+        secret: str | None = None,
+        timeout: float | None = 30.0,
+    ) -> None:
+        self.url = url
+        self.actor_name = actor_name
+        self.timeout = timeout
+        self._secret = fluster_ctx().secret if secret is None else secret
+
+    def __repr__(self) -> str:
+        return f"ActorClient({self.url!r}, {self.actor_name!r})"
+
+    def send(self, body: bytes, timeout: float | None = None) -> bytes:
+        """POST an ``encode_call()`` body; return the verified reply. Raises ``RpcError``."""
+        return post(
+            self.url, _CALL_PATH, body, self._secret, self.timeout if timeout is None else timeout
+        )
+
+    def call(self, method: str, /, *args: Any, **kwargs: Any) -> Any:
+        """Return ``actor.method(*args, **kwargs)`` run remotely, or raise what it raised."""
+        ok, value = decode_reply(self.send(encode_call(self.actor_name, method, args, kwargs)))
+        if ok:
+            return value
+        raise value
