@@ -1,0 +1,79 @@
+"""Fluster on contextthreads: jobs, namespaced actor discovery and a WorkerPool of real processes.
+
+A ``FlusterContext`` (job id, namespace, controller address, secret) lives
+in a ``ContextVar``. The ``ClusterResolver`` namespaces every name with the
+context current when it is called, so the ``WorkerPool``'s dispatcher threads
+are ``contextthreads.ContextThread``\\ s: on a plain ``threading.Thread`` they
+would have no context. Workers are separate processes
+(``python -m contextthreads.fluster.worker``) reached over HTTP on real
+sockets; every request and reply is signed with HMAC-SHA256 using the cluster
+secret, and carries cloudpickle (the ``fluster`` extra:
+``pip install 'contextthreads[fluster]'``), which is imported only when
+something is serialized.
+"""
+
+from __future__ import annotations
+
+from ._actor import ActorClient, ActorServer, RemoteError, RemoteTraceback
+from ._cluster import (
+    Entrypoint,
+    FlusterClient,
+    JobHandle,
+    JobLauncher,
+    LocalCluster,
+    LocalProcessLauncher,
+    worker_command,
+)
+from ._context import FlusterContext, fluster_ctx, fluster_ctx_scope, get_fluster_ctx
+from ._controller import Controller, ControllerClient, Endpoint
+from ._http import RpcAuthError, RpcConnectionError, RpcError, RpcProtocolError, RpcTimeoutError
+from ._pool import (
+    PoolBrokenError,
+    PoolShutdownError,
+    PoolStatus,
+    WorkerDispatcher,
+    WorkerFailedError,
+    WorkerPool,
+    WorkerPoolConfig,
+    WorkerStatus,
+)
+from ._resolver import ClusterResolver, FixedResolver, ResolvedEndpoint, Resolver, ResolveResult
+
+__all__ = (
+    "ActorClient",
+    "ActorServer",
+    "ClusterResolver",
+    "Controller",
+    "ControllerClient",
+    "Endpoint",
+    "Entrypoint",
+    "FixedResolver",
+    "FlusterClient",
+    "FlusterContext",
+    "JobHandle",
+    "JobLauncher",
+    "LocalCluster",
+    "LocalProcessLauncher",
+    "PoolBrokenError",
+    "PoolShutdownError",
+    "PoolStatus",
+    "RemoteError",
+    "RemoteTraceback",
+    "ResolveResult",
+    "ResolvedEndpoint",
+    "Resolver",
+    "RpcAuthError",
+    "RpcConnectionError",
+    "RpcError",
+    "RpcProtocolError",
+    "RpcTimeoutError",
+    "WorkerDispatcher",
+    "WorkerFailedError",
+    "WorkerPool",
+    "WorkerPoolConfig",
+    "WorkerStatus",
+    "fluster_ctx",
+    "fluster_ctx_scope",
+    "get_fluster_ctx",
+    "worker_command",
+)
