@@ -33,6 +33,9 @@ class RemoteError(Exception):
         self.message = message
         self.remote_traceback = remote_traceback
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.type_name, self.message, self.remote_traceback)
+
 
 class RemoteTraceback(Exception):
     """Carry the remote traceback of an exception, as its ``__cause__``."""
@@ -43,6 +46,9 @@ class RemoteTraceback(Exception):
 
     def __str__(self) -> str:
         return f'\n"""\n{self.text}"""'
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.text,)
 
 
 def encode_call(actor: str, method: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> bytes:

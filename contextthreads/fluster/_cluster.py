@@ -67,6 +67,10 @@ class JobHandle(Protocol):
         """Return the exit code if the job has ended, else None."""
         ...
 
+    def wait(self, timeout: float) -> int | None:
+        """Wait up to ``timeout`` seconds for the job to end; return its exit code or None."""
+        ...
+
     def terminate(self, grace: float) -> None:
         """Stop the job: ask it, then force it after ``grace`` seconds. Return once it is gone."""
         ...
@@ -95,6 +99,13 @@ class _LocalProcess:
     def poll(self) -> int | None:
         with self._lock:
             return self._process.poll()
+
+    def wait(self, timeout: float) -> int | None:
+        # Not under the lock: poll() and terminate() must stay responsive meanwhile.
+        try:
+            return self._process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
 
     def terminate(self, grace: float) -> None:
         with self._lock:
@@ -280,6 +291,10 @@ class FlusterClient:
     def poll(self, job_id: str) -> int | None:
         """Return the exit code of a job that ended, or None while it runs."""
         return self._cluster.job(job_id).poll()
+
+    def wait(self, job_id: str, timeout: float) -> int | None:
+        """Wait up to ``timeout`` seconds for a job to end; return its exit code or None."""
+        return self._cluster.job(job_id).wait(timeout)
 
     def pid(self, job_id: str) -> int | None:
         """Return the process id of a job, where the launcher knows it."""

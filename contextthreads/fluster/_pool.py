@@ -462,6 +462,7 @@ class WorkerPool:
         tasks are cancelled, worker jobs terminated (tasks still running fail
         with ``PoolShutdownError``) and, with ``wait``, dispatchers joined.
         """
+        logger.info("pool %s: shutting down (wait=%s)", self._pool_id, wait)
         with self._lock:
             first = self._state != "shutdown"
             was_running = self._state == "running"
