@@ -16,6 +16,8 @@ from typing import Any, Callable, Optional, Sequence
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis.errors import Flaky
 
+from . import _pool
+from ._pool import VARIABLE_POOL
 from ._strategies import (
     IsolationScenario,
     SpawnerPlan,
@@ -50,7 +52,11 @@ class ContextIsolationError(AssertionError):
 
 
 def _var_ref(var: ContextVar[Any]) -> tuple[str, str]:
-    # A ContextVar cannot be pickled, but a module-level one can be named.
+    # A ContextVar cannot be pickled, but a module-level one can be named. The
+    # pool's own module first: test modules often hold pool variables too, and
+    # may not be importable in the receiving process.
+    if var in VARIABLE_POOL:
+        return _pool.__name__, var.name
     for name, module in list(sys.modules.items()):
         namespace = getattr(module, "__dict__", None)
         if not isinstance(namespace, dict):
