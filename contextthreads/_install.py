@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import logging
+import os
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -42,6 +44,16 @@ class _Patch(NamedTuple):
 
 
 _lock = threading.Lock()
+
+
+def _new_lock_after_fork() -> None:
+    # A fork taken while another thread held the lock would leave it held forever.
+    global _lock
+    _lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_lock_after_fork)
 _explicit = False  # install() called and not yet undone by uninstall()
 _blocks = 0  # installed() blocks currently open
 _applied: list[_Patch] = []
@@ -145,8 +157,7 @@ def _patched_start(original: Callable[[threading.Thread], None]) -> Callable[...
                 runner.restore()
                 raise
 
-    start.__doc__ = original.__doc__
-    return start
+    return functools.wraps(original)(start)
 
 
 def _patched_submit(original: Callable[..., Any]) -> Callable[..., Any]:
@@ -157,8 +168,7 @@ def _patched_submit(original: Callable[..., Any]) -> Callable[..., Any]:
             return original(self, fn, *args, **kwargs)
         return original(self, _capture().run, fn, *args, **kwargs)
 
-    submit.__doc__ = original.__doc__
-    return submit
+    return functools.wraps(original)(submit)
 
 
 def _patched_map(original: Callable[..., Any]) -> Callable[..., Any]:
@@ -171,8 +181,7 @@ def _patched_map(original: Callable[..., Any]) -> Callable[..., Any]:
             return original(self, fn, *iterables, **kwargs)
         return original(self, _in_copies_of(_capture(), fn), *iterables, **kwargs)
 
-    map.__doc__ = original.__doc__
-    return map
+    return functools.wraps(original)(map)
 
 
 def _patched_adjust_thread_count(original: Callable[..., None]) -> Callable[..., None]:
@@ -185,7 +194,7 @@ def _patched_adjust_thread_count(original: Callable[..., None]) -> Callable[...,
         else:
             contextvars.Context().run(original, self)
 
-    return _adjust_thread_count
+    return functools.wraps(original)(_adjust_thread_count)
 
 
 _TARGETS: tuple[tuple[type, str, Callable[[Any], Any]], ...] = (
@@ -237,7 +246,7 @@ def _activate(only: Vars | None) -> None:
 
 
 def _deactivate() -> None:
-    global _enabled, _only
+    global _enabled
     if not _enabled:
         return
     # Turned off first: a patch we cannot remove below becomes a pass-through.
@@ -257,7 +266,8 @@ def _deactivate() -> None:
         else:
             delattr(patch.cls, patch.name)
     _applied.clear()
-    _only = None
+    # _only is left as it was: a start() that saw _enabled just before this
+    # still captures with a setting that was in effect.
 
 
 def install(*, only: Iterable[contextvars.ContextVar[Any]] | None = None) -> None:

@@ -6,6 +6,7 @@ import concurrent.futures
 import contextvars
 import os
 import queue
+import signal
 import subprocess
 import sys
 import threading
@@ -578,6 +579,9 @@ def test_install_is_idempotent_and_uninstall_restores_identity() -> None:
     install()
     after_first = _originals()
     assert threading.Thread.__dict__["start"] is not ORIGINALS[(threading.Thread, "start")]
+    # Wrapped as the originals: help() and inspect.signature() look the same.
+    assert threading.Thread.start.__wrapped__ is ORIGINALS[(threading.Thread, "start")]  # type: ignore[attr-defined]
+    assert ThreadPoolExecutor.submit.__doc__ == ORIGINALS[(ThreadPoolExecutor, "submit")].__doc__
     assert "map" in ThreadPoolExecutor.__dict__
     assert _inherit.patched is True
     install()
@@ -681,6 +685,28 @@ def test_concurrent_install_uninstall_from_many_threads() -> None:
         assert not thread.is_alive()
     assert errors.empty(), errors.get()
     _assert_pristine()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # fork() with threads alive, 3.12+
+def test_install_usable_in_child_forked_while_lock_held() -> None:
+    """A child forked while install()'s lock is held can still install() and uninstall()."""
+    with install_module._lock:
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child
+            # A deadlock here ends the child by SIGALRM instead of hanging the test.
+            signal.alarm(int(TIMEOUT))
+            ok = False
+            try:
+                install()
+                request_id.set("child")
+                ok = in_plain_thread(request_id.get) == "child"
+                uninstall()
+            finally:
+                os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status), f"child died: status {status}"
+    assert os.WEXITSTATUS(status) == 0
 
 
 def test_foreign_patch_on_top_is_left_in_place(caplog: pytest.LogCaptureFixture) -> None:
