@@ -364,6 +364,21 @@ def test_concurrent_submitters_each_see_their_own(patched: None) -> None:
     assert all(expected == got for expected, got in pairs)
 
 
+def test_pool_and_thread_created_before_install_are_covered() -> None:
+    """A pool with workers from before install(), and a Thread built before it, propagate."""
+    results: queue.Queue[str] = queue.Queue()
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(lambda: None).result(timeout=TIMEOUT)  # its worker now exists
+        thread = threading.Thread(target=lambda: results.put(request_id.get()))
+        with installed():
+            request_id.set("after-install")
+            assert pool.submit(request_id.get).result(timeout=TIMEOUT) == "after-install"
+            thread.start()
+            thread.join(TIMEOUT)
+            assert not thread.is_alive()
+    assert results.get(timeout=0) == "after-install"
+
+
 def test_subclass_of_pool_defined_before_install(patched: None) -> None:
     """A pool subclass defined before install() that calls super().submit() propagates."""
     request_id.set("pool-subclass")
