@@ -462,13 +462,13 @@ class WorkerPool:
         tasks are cancelled, worker jobs terminated (tasks still running fail
         with ``PoolShutdownError``) and, with ``wait``, dispatchers joined.
         """
-        logger.info("pool %s: shutting down (wait=%s)", self._pool_id, wait)
         with self._lock:
             first = self._state != "shutdown"
             was_running = self._state == "running"
             self._state = "shutdown"
             cancelled = self._drain_locked() if cancel_futures else []
             self._lock.notify_all()
+        logger.info("pool %s: shutting down (wait=%s)", self._pool_id, wait)
         self._abandon(cancelled)
         if wait and was_running:
             limit = self._timeout if timeout is None else timeout
@@ -587,8 +587,9 @@ class WorkerPool:
                 task.future.set_exception(
                     PoolShutdownError(f"pool {self._pool_id} shut down before {task.task_id} ran")
                 )
-            else:
-                task.future.cancel()
+            elif task.future.cancel():
+                # Only this wakes concurrent.futures.wait() and as_completed().
+                task.future.set_running_or_notify_cancel()
 
     def _exit_code(self, worker: _Worker) -> int | None:
         try:
