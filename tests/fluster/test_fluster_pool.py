@@ -250,6 +250,8 @@ def test_two_pools_in_two_contexts_stay_apart(cluster: LocalCluster) -> None:
     config = WorkerPoolConfig(num_workers=2)
     pools = {ns: make_pool(cluster, ns, config) for ns in ("team-a", "team-b")}
     try:
+        for pool in pools.values():
+            pool.wait_for_workers(timeout=WAIT)
         barrier = threading.Barrier(2, timeout=WAIT)
         results: dict[str, list[dict[str, Any]]] = {}
 
