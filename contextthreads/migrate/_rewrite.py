@@ -76,6 +76,7 @@ class _Analysis:
         scopes = wrapper.resolve(ScopeProvider)
         self.plan = _Plan()
         self.module_has_contextthreads = False
+        self._rewritten: set[cst.CSTNode] = set()  # references inside rewritten uses
         self._drop_candidates: list[tuple[_Statement, cst.ImportAlias, Scope]] = []
         seen: set[int] = set()
         for scope in scopes.values():
@@ -127,10 +128,7 @@ class _Analysis:
                     isinstance(assignment, ImportAssignment)
                     and assignment.node is statement
                     and _alias_for(statement, assignment) is alias
-                    and any(
-                        self._use_site(ref.node) not in self.plan.uses
-                        for ref in assignment.references
-                    )
+                    and any(ref.node not in self._rewritten for ref in assignment.references)
                 ):
                     break
             else:
@@ -218,15 +216,6 @@ class _Analysis:
         if statement not in self.plan.anchors:
             self.plan.anchors.append(statement)
 
-    def _use_site(self, node: cst.CSTNode) -> cst.CSTNode:
-        # The outermost attribute chain a reference starts: threading -> threading.Thread.
-        while True:
-            parent = self.parents.get(node)
-            if isinstance(parent, cst.Attribute) and parent.value is node:
-                node = parent
-            else:
-                return node
-
     def _module_use(self, ref: Access, module: str) -> bool:
         """Record ``ref`` if it is the start of ``<module>.Thread`` and the like."""
         node: cst.CSTNode = ref.node
@@ -241,6 +230,7 @@ class _Analysis:
                 if self._keeps_stdlib(node):
                     return False
                 self.plan.uses[node] = TARGETS[path]
+                self._rewritten.add(ref.node)
                 return True
             if path not in _PREFIXES:
                 return False
@@ -439,12 +429,15 @@ class _Rewriter(cst.CSTTransformer):
             going = [new for old, new in pairs if old in moved]
             if going:
                 going, _ = _retail(going, list(updated.names), updated)
+            if not going:
+                if not kept:
+                    return None, []
+                kept, rest = _retail(kept, list(updated.names), updated)
+                return rest.with_changes(names=kept), []
             to_contextthreads = updated.with_changes(
                 module=cst.Name(_MODULE), names=going, semicolon=cst.MaybeSentinel.DEFAULT
             )
             if not kept:
-                if not going:
-                    return None, []
                 # Everything moves: only the module name changes, byte for byte.
                 return (
                     to_contextthreads.with_changes(semicolon=updated.semicolon),
