@@ -69,6 +69,14 @@ class WorkerFailedError(RuntimeError):
         self.job_id = job_id
         self.task_id = task_id
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        fields = {"worker_id": self.worker_id, "job_id": self.job_id, "task_id": self.task_id}
+        return _rebuild_worker_failed, (str(self), fields)
+
+
+def _rebuild_worker_failed(message: str, fields: dict[str, str]) -> WorkerFailedError:
+    return WorkerFailedError(message, **fields)
+
 
 class PoolBrokenError(RuntimeError):
     """Every worker of the pool has failed: nothing can run its tasks any more."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextvars
 import os
+import signal
 import threading
 import urllib.parse
 from typing import Any, Iterator
@@ -45,10 +46,12 @@ DETAIL_KEYS = {
 }
 
 
-def make_pool(cluster: LocalCluster, job_id: str, config: WorkerPoolConfig) -> WorkerPool:
+def make_pool(
+    cluster: LocalCluster, job_id: str, config: WorkerPoolConfig, timeout: float = WAIT
+) -> WorkerPool:
     """Enter a pool created in the context of root job ``job_id``; the caller shuts it down."""
     with fluster_ctx_scope(cluster.context(job_id)):
-        return WorkerPool(cluster.client(), config, timeout=WAIT).__enter__()
+        return WorkerPool(cluster.client(), config, timeout=timeout).__enter__()
 
 
 @pytest.fixture(scope="module")
@@ -344,6 +347,56 @@ def test_killed_worker_with_retries_reruns_task_elsewhere(
         pool.shutdown(wait=True)
 
 
+def test_task_outliving_the_timeout_fails_and_its_worker_is_stopped(
+    cluster: LocalCluster, gate: Gate
+) -> None:
+    """A task that runs past the pool's timeout fails with WorkerFailedError (no retries
+    left), and its worker, whose state is unknown, is FAILED and terminated."""
+    pool = make_pool(cluster, "job-slow", WorkerPoolConfig(num_workers=1), timeout=1.0)
+    try:
+        stuck = pool.submit(fluster_tasks.report_and_wait, gate.address)
+        pid = gate.arrive()
+        with pytest.raises(WorkerFailedError, match="RpcTimeoutError"):
+            stuck.result(WAIT)
+        detail = detail_for_pid(pool, pid)
+        assert detail["status"] == "FAILED"
+        assert cluster.client().wait(detail["job_id"], WAIT) is not None
+        assert not pid_alive(pid)
+    finally:
+        pool.shutdown(wait=True)
+
+
+def test_worker_dying_while_idle_is_noticed(cluster: LocalCluster, watch_log: Any) -> None:
+    """A worker killed between tasks is marked FAILED by its dispatcher; tasks go to the
+    worker that remains and none is lost."""
+    pool = make_pool(cluster, "job-idle", WorkerPoolConfig(num_workers=2))
+    try:
+        pool.wait_for_workers(timeout=WAIT)
+        failed: LogWatcher = watch_log("failed: job exited")
+        victim = pool.status().worker_details[0]
+        os.kill(victim["pid"], signal.SIGKILL)
+        assert failed.seen.wait(WAIT)
+        assert detail_for_pid(pool, victim["pid"])["status"] == "FAILED"
+        pids = {f.result(WAIT) for f in pool.map(lambda _: os.getpid(), range(4))}
+        assert victim["pid"] not in pids
+    finally:
+        pool.shutdown(wait=True)
+
+
+def test_errors_survive_pickling() -> None:
+    """WorkerFailedError keeps its fields through pickle (tasks may re-raise it remotely)."""
+    import pickle
+
+    error = WorkerFailedError("boom", worker_id="worker-1", job_id="j/w", task_id="task-3")
+    copy = pickle.loads(pickle.dumps(error))
+    assert (str(copy), copy.worker_id, copy.job_id, copy.task_id) == (
+        "boom",
+        "worker-1",
+        "j/w",
+        "task-3",
+    )
+
+
 # -- shutdown -----------------------------------------------------------------
 
 
@@ -390,3 +443,22 @@ def test_shutdown_nowait_cancels_queued_and_fails_running(
     with pytest.raises(RuntimeError):
         pool.submit(fluster_tasks.square, 1)
     pool.shutdown(wait=True)  # a second call is harmless
+
+
+def test_shutdown_cancel_futures_and_user_cancel(cluster: LocalCluster, gate: Gate) -> None:
+    """A queued future cancelled by its owner is skipped; shutdown(cancel_futures=True)
+    cancels the rest at once, while the running task still completes."""
+    pool = make_pool(cluster, "job-cancel", WorkerPoolConfig(num_workers=1))
+    running = pool.submit(fluster_tasks.report_and_wait, gate.address, "finished")
+    pid = gate.arrive()
+    queued = [pool.submit(fluster_tasks.square, i) for i in range(3)]
+    assert queued[0].cancel()
+    stopper = ContextThread(target=pool.shutdown, kwargs={"cancel_futures": True})
+    stopper.start()
+    _, not_done = concurrent.futures.wait(queued, timeout=WAIT)
+    assert not not_done
+    assert all(f.cancelled() for f in queued)
+    gate.release(pid)
+    stopper.join(WAIT * 2)
+    assert not stopper.is_alive()
+    assert running.result(0) == "finished"
