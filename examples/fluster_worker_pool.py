@@ -90,14 +90,14 @@ def main() -> int:
             print("killing a worker in the middle of a task...")
             with socket.create_server(("127.0.0.1", 0)) as listener:
                 listener.settimeout(60)
-                future = pool.submit(slow_task, listener.getsockname()[:2])
+                retried = pool.submit(slow_task, listener.getsockname()[:2])
                 first, victim = read_pid(listener)
                 os.kill(victim, signal.SIGKILL)
                 first.close()
                 second, survivor = read_pid(listener)
                 second.sendall(b"g")
                 second.close()
-                ran_on = future.result(timeout=60)
+                ran_on = retried.result(timeout=60)
             print(f"  task started on pid {victim}, which was killed; retried on pid {ran_on}")
             show(pool.status())
             ok = ran_on == survivor != victim

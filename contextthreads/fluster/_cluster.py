@@ -258,7 +258,7 @@ class FlusterClient:
 
     def submit(
         self,
-        entrypoint: Entrypoint | Callable[[], object],
+        entrypoint: Entrypoint | Callable[..., object],
         name: str,
         *,
         args: Sequence[Any] = (),
