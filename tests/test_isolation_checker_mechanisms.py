@@ -99,8 +99,8 @@ def test_executor_map_isolates(pool: ContextThreadPoolExecutor) -> None:
     """ContextThreadPoolExecutor.map() runs each item in a copy of the context at map()."""
 
     def spawn(fn: Callable[[], T]) -> T:
-        (result,) = pool.map(call, [fn], timeout=5)
-        return result
+        results: list[T] = list(pool.map(call, [fn], timeout=5))
+        return results[0]
 
     check_context_isolation(spawn)
 
@@ -145,8 +145,8 @@ class TestInstalled:
         with ThreadPoolExecutor(2) as executor:
 
             def spawn(fn: Callable[[], T]) -> T:
-                (result,) = executor.map(call, [fn], timeout=5)
-                return result
+                results: list[T] = list(executor.map(call, [fn], timeout=5))
+                return results[0]
 
             check_context_isolation(spawn)
 

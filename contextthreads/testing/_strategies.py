@@ -155,7 +155,9 @@ def isolation_scenarios(
     pool = _pool_of(variables)
     if max_spawners < 1 or max_spawns < 1:
         raise ValueError("max_spawners and max_spawns must be at least 1")
-    indices = st.lists(st.integers(0, len(pool) - 1), unique=True, max_size=len(pool)).map(tuple)
+    indices = st.lists(st.integers(0, len(pool) - 1), unique=True, max_size=len(pool)).map(
+        lambda drawn: tuple(sorted(drawn))
+    )
     step = st.builds(SpawnStep, sets=indices, writes=indices)
     plan = st.builds(SpawnerPlan, steps=st.lists(step, min_size=1, max_size=max_spawns).map(tuple))
     return st.builds(
