@@ -1,0 +1,62 @@
+"""The worker side of a WorkerPool: the task-executor actor and the job that serves it."""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import os
+import threading
+from typing import Any
+
+from . import _pickle
+from ._actor import ActorServer
+from ._context import fluster_ctx
+from ._controller import ControllerClient
+
+__all__ = ("serve_worker", "worker_actor_name")
+
+logger = logging.getLogger("contextthreads.fluster")
+
+
+def worker_actor_name(pool_id: str, index: int) -> str:
+    """Return the name the worker ``index`` of pool ``pool_id`` registers (before namespacing)."""
+    return f"_workerpool_{pool_id}:worker-{index}"
+
+
+class _TaskExecutor:
+    """The actor each worker hosts: run pickled callables (thread-safe, stateless)."""
+
+    def execute(self, payload: bytes) -> Any:
+        fn, args, kwargs, values = _pickle.loads(payload)
+
+        def call() -> Any:
+            for var, value in values:
+                var.set(value)
+            return fn(*args, **kwargs)
+
+        # Each task in its own context: one task's values never reach the next.
+        return contextvars.copy_context().run(call)
+
+    def ping(self) -> int:
+        return os.getpid()
+
+
+def serve_worker(pool_id: str, index: int) -> None:
+    """Run a pool worker: serve a task-executor actor and register it; return never.
+
+    The job entrypoint of every pool worker, run by ``python -m
+    contextthreads.fluster.worker`` with the worker job's FlusterContext.
+    """
+    ctx = fluster_ctx()
+    name = worker_actor_name(pool_id, index)
+    advertise = os.environ.get("FLUSTER_ADVERTISE_HOST", "127.0.0.1")
+    server = ActorServer(
+        ctx.secret, os.environ.get("FLUSTER_BIND_HOST", advertise), advertise_host=advertise
+    )
+    server.register(name, _TaskExecutor())
+    server.start()
+    ControllerClient(ctx.controller_address, ctx.secret).register(
+        f"{ctx.namespace}/{name}", server.address, ctx.job_id, {"pid": str(os.getpid())}
+    )
+    logger.info("worker %s of job %s serving at %s", name, ctx.job_id, server.address)
+    threading.Event().wait()  # until the cluster terminates the job
