@@ -1,0 +1,335 @@
+"""ContextThread: the stdlib's Thread, plus the context of whoever calls start()."""
+
+from __future__ import annotations
+
+import contextvars
+import inspect
+import sys
+import threading
+from typing import Any
+
+import pytest
+from conftest import ExceptHookRecorder
+
+import contextthreads
+from contextthreads import ContextThread
+
+WAIT = 5.0
+var: contextvars.ContextVar[str] = contextvars.ContextVar("test_thread_var")
+
+
+def joined(thread: threading.Thread) -> threading.Thread:
+    """Join ``thread`` (bounded) and check it finished."""
+    thread.join(WAIT)
+    assert not thread.is_alive()
+    return thread
+
+
+def without_annotations(signature: inspect.Signature) -> inspect.Signature:
+    """Return ``signature`` with names, kinds and defaults only."""
+    return signature.replace(
+        parameters=[p.replace(annotation=p.empty) for p in signature.parameters.values()],
+        return_annotation=signature.empty,
+    )
+
+
+def test_signature_is_the_stdlibs_plus_context() -> None:
+    """ContextThread.__init__ takes the stdlib's parameters, then keyword-only ``context=None``."""
+    ours = without_annotations(inspect.signature(ContextThread.__init__))
+    stdlib = inspect.signature(threading.Thread.__init__)
+    params = [p for p in stdlib.parameters.values() if p.name != "context"]
+    params.append(inspect.Parameter("context", inspect.Parameter.KEYWORD_ONLY, default=None))
+    assert ours == stdlib.replace(parameters=params)
+    if sys.version_info >= (3, 14):
+        assert ours == stdlib
+
+
+def test_is_a_thread_and_aliased() -> None:
+    """ContextThread is a threading.Thread subclass, exported as ``Thread`` too."""
+    assert issubclass(ContextThread, threading.Thread)
+    assert contextthreads.Thread is ContextThread
+    assert isinstance(ContextThread(target=lambda: None), threading.Thread)
+
+
+def test_sees_value_set_after_construction_but_not_after_start() -> None:
+    """The context is copied inside start(): later writes by the caller are not seen."""
+    go = threading.Event()
+    seen: list[str] = []
+
+    def target() -> None:
+        assert go.wait(WAIT)
+        seen.append(var.get("unset"))
+
+    def body() -> None:
+        thread = ContextThread(target=target)
+        var.set("at start")
+        thread.start()
+        var.set("after start")
+        go.set()
+        joined(thread)
+
+    contextvars.Context().run(body)
+    assert seen == ["at start"]
+
+
+def test_default_ignores_the_inherit_flag() -> None:
+    """With context=None the thread copies the starter's context, whatever the 3.14 flag says.
+
+    A plain threading.Thread, for comparison, sees the value only when the
+    interpreter has thread_inherit_context on.
+    """
+    seen: list[str] = []
+    plain: list[str] = []
+
+    def body() -> None:
+        var.set("starter")
+        joined(_started(ContextThread(target=lambda: seen.append(var.get("unset")))))
+        joined(_started(threading.Thread(target=lambda: plain.append(var.get("unset")))))
+
+    contextvars.Context().run(body)
+    assert seen == ["starter"]
+    inherits = bool(getattr(sys.flags, "thread_inherit_context", 0))
+    assert plain == (["starter"] if inherits else ["unset"])
+
+
+def test_writes_do_not_leak_back() -> None:
+    """What the thread sets stays in its own copy; the starter's value is unchanged."""
+
+    def body() -> None:
+        var.set("parent")
+        thread = ContextThread(target=var.set, args=("child",))
+        thread.start()
+        joined(thread)
+        assert var.get() == "parent"
+
+    contextvars.Context().run(body)
+
+
+def test_explicit_context_is_the_one_run_in() -> None:
+    """With context=ctx the thread runs in ctx itself: its writes are visible in ctx afterwards."""
+    ctx = contextvars.Context()
+    ctx.run(var.set, "given")
+    seen: list[str] = []
+
+    def target() -> None:
+        seen.append(var.get("unset"))
+        var.set("written by thread")
+
+    var.set("caller")  # not the given context: must not be seen
+    thread = ContextThread(target=target, context=ctx)
+    thread.start()
+    joined(thread)
+    assert seen == ["given"]
+    assert ctx[var] == "written by thread"
+
+
+def test_explicit_context_already_entered_fails_like_cpython(
+    excepthook: ExceptHookRecorder,
+) -> None:
+    """A Context entered elsewhere cannot be entered: RuntimeError reaches the excepthook.
+
+    start() itself returns normally (it does not hang), as with CPython 3.14's
+    Thread(context=...).
+    """
+    ran: list[bool] = []
+    ctx = contextvars.Context()
+
+    def start_inside() -> threading.Thread:
+        thread = ContextThread(target=lambda: ran.append(True), context=ctx)
+        thread.start()
+        return joined(thread)
+
+    thread = ctx.run(start_inside)
+    assert ran == []
+    [call] = excepthook.for_thread(thread)
+    assert call.exc_type is RuntimeError
+    assert "cannot enter context" in str(call.exc_value)
+
+
+def test_exception_reaches_excepthook(excepthook: ExceptHookRecorder) -> None:
+    """An exception in the target reaches threading.excepthook with its type, value and thread."""
+    error = ValueError("boom")
+
+    def target() -> None:
+        raise error
+
+    thread = joined(_started(ContextThread(target=target, name="failing")))
+    [call] = excepthook.for_thread(thread)
+    assert call.exc_type is ValueError
+    assert call.exc_value is error
+    assert call.thread is thread
+    assert call.exc_traceback is not None
+
+
+def test_exception_in_run_override_reaches_excepthook(excepthook: ExceptHookRecorder) -> None:
+    """A failing run() override reaches the excepthook too, in the thread's context."""
+
+    class Failing(ContextThread):
+        def run(self) -> None:
+            raise KeyError(var.get("unset"))
+
+    def body() -> threading.Thread:
+        var.set("ctx value")
+        return joined(_started(Failing()))
+
+    thread = contextvars.Context().run(body)
+    [call] = excepthook.for_thread(thread)
+    assert call.exc_type is KeyError
+    assert call.exc_value.args == ("ctx value",)
+
+
+def _started(thread: threading.Thread) -> threading.Thread:
+    thread.start()
+    return thread
+
+
+def test_second_start_raises_stdlib_error() -> None:
+    """A second start() raises the stdlib's RuntimeError, with its message."""
+    ours = joined(_started(ContextThread(target=lambda: None)))
+    stdlib = joined(_started(threading.Thread(target=lambda: None)))
+    with pytest.raises(RuntimeError) as stdlib_error:
+        stdlib.start()
+    with pytest.raises(RuntimeError, match="once") as our_error:
+        ours.start()
+    assert str(our_error.value) == str(stdlib_error.value)
+
+
+def test_start_without_init_raises_stdlib_error() -> None:
+    """A subclass that skips __init__ gets the stdlib's RuntimeError from start()."""
+
+    class NoInit(ContextThread):
+        def __init__(self) -> None:
+            pass
+
+    class StdlibNoInit(threading.Thread):
+        def __init__(self) -> None:
+            pass
+
+    with pytest.raises(RuntimeError) as stdlib_error:
+        StdlibNoInit().start()
+    with pytest.raises(RuntimeError, match="__init__") as our_error:
+        NoInit().start()
+    assert str(our_error.value) == str(stdlib_error.value)
+
+
+@pytest.mark.parametrize("bad", [{}, "ctx", 0, contextvars.copy_context])
+def test_context_of_wrong_type_is_a_clear_type_error(bad: Any) -> None:
+    """context= that is not a Context or None raises TypeError naming the expected type."""
+    with pytest.raises(TypeError, match=r"context must be a contextvars\.Context or None, not"):
+        ContextThread(target=lambda: None, context=bad)
+
+
+def test_run_override_without_super_sees_context() -> None:
+    """A subclass whose run() never calls super().run() still runs in the context."""
+    seen: list[str] = []
+
+    class Custom(ContextThread):
+        def run(self) -> None:
+            seen.append(var.get("unset"))
+
+    def body() -> None:
+        thread = Custom()
+        var.set("value")
+        thread.start()
+        joined(thread)
+
+    contextvars.Context().run(body)
+    assert seen == ["value"]
+
+
+@pytest.mark.skipif(sys.version_info >= (3, 14), reason="3.14's own Thread uses self._context")
+def test_subclass_owning_a_context_attribute_still_works() -> None:
+    """Before 3.14, a subclass free to use ``self._context`` for itself is not disturbed."""
+    seen: list[str] = []
+
+    class Custom(ContextThread):
+        def __init__(self) -> None:
+            super().__init__()
+            self._context = "mine"
+
+        def run(self) -> None:
+            seen.append(f"{self._context}:{var.get('unset')}")
+
+    def body() -> None:
+        var.set("v")
+        joined(_started(Custom()))
+
+    contextvars.Context().run(body)
+    assert seen == ["mine:v"]
+
+
+def test_instance_run_attribute_is_kept() -> None:
+    """A ``run`` set on the instance is what runs, and it is still there after the thread ends."""
+    seen: list[str] = []
+
+    def own_run() -> None:
+        seen.append(var.get("unset"))
+
+    thread = ContextThread()
+    thread.run = own_run  # type: ignore[method-assign]
+
+    def body() -> None:
+        var.set("v")
+        joined(_started(thread))
+
+    contextvars.Context().run(body)
+    assert seen == ["v"]
+    assert thread.run is own_run
+
+
+def test_name_daemon_args_kwargs_pass_through() -> None:
+    """name, daemon, args and kwargs behave as the stdlib's."""
+    got: list[Any] = []
+    thread = ContextThread(
+        None, lambda *a, **k: got.append((a, k)), "named", (1, 2), {"k": 3}, daemon=True
+    )
+    assert thread.name == "named"
+    assert thread.daemon is True
+    joined(_started(thread))
+    assert got == [((1, 2), {"k": 3})]
+    assert ContextThread(target=lambda: None).daemon is threading.current_thread().daemon
+
+
+def test_group_must_be_none_as_in_stdlib() -> None:
+    """A non-None group fails the stdlib's own check."""
+    with pytest.raises(AssertionError):
+        ContextThread(group=object())  # type: ignore[arg-type]
+
+
+def test_target_kwargs_named_context_reach_the_target() -> None:
+    """A target keyword argument called ``context`` goes to the target, not to us."""
+    got: list[Any] = []
+    thread = ContextThread(target=lambda context: got.append(context), kwargs={"context": 5})
+    joined(_started(thread))
+    assert got == [5]
+
+
+def test_is_alive_ident_and_repr_are_stdlib() -> None:
+    """ident, native_id, is_alive() and repr() behave as the stdlib's."""
+    release = threading.Event()
+    thread = ContextThread(target=release.wait, args=(WAIT,))
+    assert "initial" in repr(thread)
+    thread.start()
+    assert thread.is_alive()
+    assert thread.ident is not None
+    assert "started" in repr(thread)
+    release.set()
+    joined(thread)
+    assert "stopped" in repr(thread)
+
+
+def test_thread_started_from_a_thread_gets_that_threads_context() -> None:
+    """A ContextThread started inside another carries the inner thread's values."""
+    seen: list[str] = []
+
+    def outer() -> None:
+        var.set("outer")
+        joined(_started(ContextThread(target=lambda: seen.append(var.get("unset")))))
+
+    def body() -> None:
+        var.set("main")
+        joined(_started(ContextThread(target=outer)))
+        assert var.get() == "main"
+
+    contextvars.Context().run(body)
+    assert seen == ["outer"]
