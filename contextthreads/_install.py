@@ -44,6 +44,13 @@ class _Patch(NamedTuple):
 
 
 _lock = threading.Lock()
+_explicit = False  # install() called and not yet undone by uninstall()
+_blocks = 0  # installed() blocks currently open
+_applied: list[_Patch] = []
+# Read without the lock by the patched functions on every call: plain globals,
+# written only under the lock.
+_enabled = False
+_only: Vars | None = None
 
 
 def _new_lock_after_fork() -> None:
@@ -54,13 +61,6 @@ def _new_lock_after_fork() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_new_lock_after_fork)
-_explicit = False  # install() called and not yet undone by uninstall()
-_blocks = 0  # installed() blocks currently open
-_applied: list[_Patch] = []
-# Read without the lock by the patched functions on every call: plain globals,
-# written only under the lock.
-_enabled = False
-_only: Vars | None = None
 
 
 def _set_all(pairs: list[tuple[contextvars.ContextVar[Any], Any]]) -> None:
@@ -106,7 +106,9 @@ class _RunInContext:
 
     def __call__(self) -> None:
         context = self._context
-        assert context is not None
+        if context is None:  # called again after run() ended: nothing left to enter
+            self._bound()
+            return
         try:
             context.run(self._bound)
         finally:
