@@ -158,7 +158,7 @@ class WorkerDispatcher:
         )
         try:
             reply = client.send(encode_call(worker.worker_name, "execute", (task.payload,), {}))
-        except RpcError as exc:
+        except Exception as exc:  # RpcError, or anything else: the task did not come back
             self._pool._task_lost(worker, task, exc)
             return
         try:

@@ -26,7 +26,7 @@ from ._cluster import TERMINATE_GRACE, Entrypoint, FlusterClient
 from ._context import check_job_name, fluster_ctx
 from ._dispatch import _STOP, WorkerDispatcher, WorkerStatus, _Task, _Worker
 from ._executor import serve_worker
-from ._http import RpcConnectionError, RpcError
+from ._http import RpcConnectionError
 from ._resolver import ResolvedEndpoint, Resolver
 
 if TYPE_CHECKING:
@@ -391,16 +391,17 @@ class WorkerPool:
     def _abandon(self, tasks: Iterable[_Task], error: BaseException | None = None) -> None:
         # Outside the lock: completing a future runs its callbacks.
         for task in tasks:
-            if error is not None:
-                if not task.future.done():
-                    task.future.set_exception(error)
-            elif task.started:
-                task.future.set_exception(
-                    PoolShutdownError(f"pool {self._pool_id} shut down before {task.task_id} ran")
-                )
-            elif task.future.cancel():
-                # Only this wakes concurrent.futures.wait() and as_completed().
-                task.future.set_running_or_notify_cancel()
+            if not task.started:
+                if error is None:
+                    task.future.cancel()
+                # Moves a cancelled future to CANCELLED_AND_NOTIFIED, which is what
+                # wakes concurrent.futures.wait() and as_completed().
+                if not task.future.set_running_or_notify_cancel():
+                    continue
+            task.future.set_exception(
+                error
+                or PoolShutdownError(f"pool {self._pool_id} shut down before {task.task_id} ran")
+            )
 
     def _exit_code(self, worker: _Worker) -> int | None:
         try:
@@ -482,7 +483,7 @@ class WorkerPool:
         else:
             task.future.set_exception(value)
 
-    def _task_lost(self, worker: _Worker, task: _Task, exc: RpcError) -> None:
+    def _task_lost(self, worker: _Worker, task: _Task, exc: Exception) -> None:
         # A refused connection never delivered the task: re-queue it for free.
         undelivered = isinstance(exc, RpcConnectionError) and isinstance(
             exc.__cause__, ConnectionRefusedError
