@@ -145,7 +145,11 @@ class LocalCluster:
     ``host``, 127.0.0.1 by default, on a free port unless ``port`` is given),
     leaving terminates every job still running and stops the controller. The
     secret is generated unless given; it is never shown in ``repr()``.
-    Thread-safe.
+
+    To reach workers on other hosts, bind ``host="0.0.0.0"``, give the
+    ``advertise_host`` they reach this one by, a ``launcher`` that runs the
+    worker command there, and ``python``, the interpreter path on those hosts
+    (see ``contextthreads.fluster.worker``). Thread-safe.
     """
 
     def __init__(
@@ -154,11 +158,12 @@ class LocalCluster:
         secret: str | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
+        advertise_host: str | None = None,
         launcher: JobLauncher | None = None,
         python: str | None = None,
     ) -> None:
         self.secret = secret or secrets.token_hex(32)
-        self._controller = Controller(self.secret, host, port)
+        self._controller = Controller(self.secret, host, port, advertise_host=advertise_host)
         self._launcher: JobLauncher = launcher or LocalProcessLauncher()
         self._command = worker_command(python)
         self._jobs: dict[str, JobHandle] = {}

@@ -63,13 +63,22 @@ def _text(request: Mapping[str, Any], key: str) -> str:
 class Controller:
     """Serve an endpoint registry and a job-spec store on ``host`` (127.0.0.1 by default).
 
-    The socket is bound in the constructor: ``address`` holds the port
+    ``advertise_host`` is the name others reach it by, when ``host`` is a
+    wildcard such as ``0.0.0.0``. The socket is bound in the constructor: ``address`` holds the port
     actually bound, so ``port=0`` picks a free one without a race. Call
     ``start()`` (or use ``with``) to serve. Registry operations are also
     available in-process and are thread-safe.
     """
 
-    def __init__(self, secret: str, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self,
+        secret: str,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        advertise_host: str | None = None,
+    ) -> None:
+        self._advertise_host = advertise_host
         self._lock = threading.Lock()
         self._endpoints: dict[str, Endpoint] = {}
         self._jobs: dict[str, bytes] = {}
@@ -78,8 +87,8 @@ class Controller:
 
     @property
     def address(self) -> str:
-        """Return ``http://host:port`` of the bound socket."""
-        return self._server.url()
+        """Return ``http://host:port``: the advertised host (else the bound one) and bound port."""
+        return self._server.url(self._advertise_host)
 
     @property
     def port(self) -> int:

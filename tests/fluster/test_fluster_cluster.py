@@ -149,3 +149,53 @@ def test_orphaned_worker_exits_when_controller_goes(
         assert gate.arrive() == handle.pid
         own.controller.close()
         assert handle.wait(WAIT) == 3
+
+
+class CleanEnvLauncher:
+    """Stand in for a launcher to another host: only the job's env and a PATH, no sys.path
+    handed down, the worker told to listen on every interface and advertise 127.0.0.1."""
+
+    def launch(self, job_id: str, command: Sequence[str], env: Mapping[str, str]) -> JobHandle:
+        clean = {"PATH": os.environ.get("PATH", ""), **env}
+        clean.update(FLUSTER_BIND_HOST="0.0.0.0", FLUSTER_ADVERTISE_HOST="127.0.0.1")
+        process = subprocess.Popen(list(command), env=clean, stdin=subprocess.DEVNULL)
+        return _Process(process)
+
+
+class _Process:
+    def __init__(self, process: subprocess.Popen[bytes]) -> None:
+        self._process = process
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid
+
+    def poll(self) -> int | None:
+        return self._process.poll()
+
+    def wait(self, timeout: float) -> int | None:
+        try:
+            return self._process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def terminate(self, grace: float) -> None:
+        if self._process.poll() is None:
+            self._process.kill()
+        self._process.wait(grace)
+
+
+def test_pool_through_a_remote_style_launcher() -> None:
+    """With the controller on 0.0.0.0 advertised as 127.0.0.1 and workers started from a
+    bare environment by a custom launcher, a pool still finds and uses its workers;
+    callables travel by value."""
+    from contextthreads.fluster import WorkerPool, WorkerPoolConfig
+
+    with LocalCluster(host="0.0.0.0", advertise_host="127.0.0.1", launcher=CleanEnvLauncher()) as c:
+        assert c.address.startswith("http://127.0.0.1:")
+        config = WorkerPoolConfig(num_workers=1)
+        with fluster_ctx_scope(c.context("job-remote")), WorkerPool(c.client(), config) as pool:
+            base = 40
+            assert pool.submit(lambda x: x + base, 2).result(WAIT) == 42
+            [detail] = pool.status().worker_details
+            assert detail["endpoint_url"].startswith("http://127.0.0.1:")
