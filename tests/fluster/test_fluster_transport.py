@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from contextthreads import ContextThread
 from contextthreads.fluster import (
@@ -33,7 +35,7 @@ from contextthreads.fluster import (
     RpcTimeoutError,
     fluster_ctx_scope,
 )
-from contextthreads.fluster._http import SIGNATURE_HEADER, sign
+from contextthreads.fluster._http import SIGNATURE_HEADER, sign, verify
 
 pytest.importorskip("cloudpickle")
 
@@ -353,3 +355,32 @@ def test_reply_signed_with_another_secret_is_rejected(controller: Controller) ->
         assert status == 200
         with pytest.raises(RpcAuthError):
             ControllerClient(impostor.address, SECRET).ping()
+
+
+@given(body=st.binary(max_size=256), secret=st.text(min_size=1, max_size=40), flip=st.integers())
+def test_signature_accepts_only_the_signed_body(body: bytes, secret: str, flip: int) -> None:
+    """A body verifies under the secret that signed it, and fails if one byte changes or
+    another secret is used."""
+    signature = sign(secret, body)
+    assert verify(secret, body, signature)
+    assert not verify(secret + "x", body, signature)
+    assert not verify(secret, body, None)
+    if body:
+        index = flip % len(body)
+        changed = body[:index] + bytes([body[index] ^ 0x01]) + body[index + 1 :]
+        assert not verify(secret, changed, signature)
+
+
+def test_context_vars_pickle_by_reference() -> None:
+    """A ContextVar held by a module comes back as that very variable; one no module holds
+    comes back as one process-wide variable of the same name, the same on every load."""
+    import fluster_tasks
+
+    from contextthreads.fluster import _pickle
+
+    assert _pickle.loads(_pickle.dumps(fluster_tasks.REQUEST_ID)) is fluster_tasks.REQUEST_ID
+    local: contextvars.ContextVar[int] = contextvars.ContextVar("fluster_local_only")
+    first = _pickle.loads(_pickle.dumps(local))
+    assert isinstance(first, contextvars.ContextVar)
+    assert first.name == "fluster_local_only"
+    assert _pickle.loads(_pickle.dumps((local, 1)))[0] is first
