@@ -85,7 +85,6 @@ class ContextThreadPoolExecutor(ThreadPoolExecutor):
         def map(
             self,
             fn: Callable[..., T],
-            /,
             *iterables: Iterable[Any],
             timeout: float | None = None,
             chunksize: int = 1,
@@ -105,7 +104,6 @@ class ContextThreadPoolExecutor(ThreadPoolExecutor):
         def map(
             self,
             fn: Callable[..., T],
-            /,
             *iterables: Iterable[Any],
             timeout: float | None = None,
             chunksize: int = 1,
