@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import faulthandler
+import functools
 import glob
 import importlib
 import importlib.util
@@ -55,7 +56,7 @@ MODE_ENV = "CONTEXTTHREADS_STDLIB_MODE"
 DONOR_ENV = "CONTEXTTHREADS_FUTURES_SUITE"
 DONOR_FILE = "test_concurrent_futures.py"
 EXIT_OK, EXIT_FIDELITY, EXIT_CRASH, EXIT_UNAVAILABLE = 0, 1, 2, 3
-SUBPROCESS_SKIP = "runs a code string in a fresh interpreter: that exercises the stdlib, not ours"
+SUBPROCESS_SKIP = "runs a script file in a fresh interpreter: that exercises the stdlib, not ours"
 
 # test_threading classes left out, and why. Everything else in the module runs.
 THREADING_EXCLUDED = {
@@ -92,8 +93,31 @@ FUTURES_HELPERS = ("util", "executor")
 # Per mode: tests that fail by design, each with why and a regular expression
 # its whole failure report must match. One that passes, that fails otherwise,
 # or that fails with the stdlib too, is reported as a failure of this list.
+# Tests a version lacks are simply absent from its run.
+_T = "test.test_threading.ThreadTests."
+_IN_CHILDREN = {
+    # Both modes put contextthreads into the code string's interpreter first.
+    _T + "test_import_from_another_thread": (
+        "the child imports contextthreads, hence threading, before the code string runs;"
+        " the test asserts threading is not imported yet",
+        r"Exception: threading is already imported\n",
+    ),
+    _T + "test_lazy_import": (
+        "contextthreads imports functools and (through concurrent.futures) warnings; the"
+        " test asserts that neither is loaded at start-up",
+        r"AssertionError: unexpectedly imported at startup: (warnings|functools)"
+        r"(, (warnings|functools))?\n",
+    ),
+    _T + "test_finalize_daemon_thread_hang": (
+        "importing contextthreads imports concurrent.futures and so logging, whose atexit"
+        " logging.shutdown() flushes sys.stderr; the test takes the first sys.stderr.flush"
+        " for finalization and wakes its daemon thread too early",
+        r"thread unexpectedly did not hang[\s\S]*logging[/\\]__init__\.py\", line \d+ in shutdown",
+    ),
+}
 EXPECTED_DIFFERENCES: dict[str, dict[str, tuple[str, str]]] = {
     "classes": {
+        **_IN_CHILDREN,
         "test.test_threading.MiscTestCase.test__all__": (
             "check__all__ lists the names of the stand-in threading module whose __module__"
             " is 'threading'; our Thread and Timer live in contextthreads._thread, so exactly"
@@ -101,8 +125,13 @@ EXPECTED_DIFFERENCES: dict[str, dict[str, tuple[str, str]]] = {
             r"AssertionError: Element counts were not equal:\n"
             r"(First has 1, Second has 0:  '(Thread|Timer)'\n){2}\s*\Z",
         ),
+        _T + "test_main_thread_after_fork_from_nonmain_thread": (
+            "prints type(threading.main_thread()).__name__ in a child forked from a thread"
+            " started as threading.Thread: ours is named ContextThread",
+            r"- main Thread-1 \(func\) ContextThread\n\?\s+-+\n\+ main Thread-1 \(func\) Thread\n",
+        ),
     },
-    "install": {},
+    "install": dict(_IN_CHILDREN),
 }
 
 
@@ -140,18 +169,20 @@ class _ModuleProxy(types.ModuleType):
         return sorted(set(dir(vars(self)["_proxy_real"])) | vars(self)["_proxy_overrides"])
 
 
-def _stand_ins() -> dict[str, types.ModuleType]:
+def _stand_ins(*, child: bool = False) -> dict[str, types.ModuleType]:
     import concurrent.futures
     import threading
 
     from contextthreads._executor import ContextThreadPoolExecutor
     from contextthreads._thread import ContextThread, ContextTimer
 
+    pool_names = {"ThreadPoolExecutor": ContextThreadPoolExecutor}
+    if child:
+        # Code strings import the executor by executor_type.__name__.
+        pool_names["ContextThreadPoolExecutor"] = ContextThreadPoolExecutor
     return {
         "threading": _ModuleProxy(threading, {"Thread": ContextThread, "Timer": ContextTimer}),
-        "concurrent.futures": _ModuleProxy(
-            concurrent.futures, {"ThreadPoolExecutor": ContextThreadPoolExecutor}
-        ),
+        "concurrent.futures": _ModuleProxy(concurrent.futures, pool_names),
     }
 
 
@@ -186,20 +217,65 @@ def _exec_with(name: str, stand_ins: dict[str, types.ModuleType]) -> types.Modul
     return module
 
 
-def _skip_subprocess_tests() -> None:
+def enter_child(target: str) -> None:
+    """Give a fresh interpreter our classes, before the test's code string runs in it.
+
+    ``classes``: ``sys.modules`` answers ``import threading`` and ``import
+    concurrent.futures`` with the stand-ins (the real modules are loaded first,
+    so the stdlib's own imports of them stay real). ``install``: call
+    ``contextthreads.install()``.
+    """
+    if importlib.util.find_spec("contextthreads") is None:
+        # Code strings run with -I or -S may not see an installed package.
+        sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    if target == "install":
+        _install()()
+        return
+    stand_ins = _stand_ins(child=True)
+    import concurrent
+
+    sys.modules.update(stand_ins)
+    concurrent.futures = stand_ins["concurrent.futures"]  # type: ignore[attr-defined]
+
+
+def _child_code(code: str, target: str) -> str:
+    # One line, then the test's code compiled as "<string>" on its own lines,
+    # so line numbers in its tracebacks are the ones the test expects.
+    here = os.path.dirname(os.path.abspath(__file__))
+    return (
+        f"import sys; sys.path.insert(0, {here!r}); import stdlib_suites;"
+        f" stdlib_suites.enter_child({target!r}); del sys.path[0];"
+        " del sys.modules['stdlib_suites'], sys, stdlib_suites;"
+        f" exec(compile({code!r}, '<string>', 'exec'))"
+    )
+
+
+def _children_get(target: str) -> None:
+    """Make ``script_helper``'s interpreters run their ``-c`` code strings with ours too.
+
+    The baseline target ``stdlib`` leaves them alone. Anything else than a
+    ``-c`` code string (a script file) would exercise only the stdlib, so that
+    test is skipped with ``SUBPROCESS_SKIP``.
+    """
+    if target == "stdlib":
+        return
     from test.support import script_helper
 
-    def skip(*args: object, **kwargs: object) -> Any:
-        raise unittest.SkipTest(SUBPROCESS_SKIP)
+    def wrap(original: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(original)
+        def with_ours(*args: Any, **kwargs: Any) -> Any:
+            found = [i for i, arg in enumerate(args[:-1]) if arg == "-c"]
+            if not found or not isinstance(args[found[0] + 1], str):
+                raise unittest.SkipTest(SUBPROCESS_SKIP)
+            index = found[0] + 1
+            patched = (*args[:index], _child_code(args[index], target), *args[index + 1 :])
+            return original(*patched, **kwargs)
 
-    for name in (
-        "assert_python_ok",
-        "assert_python_failure",
-        "spawn_python",
-        "run_python_until_end",
-    ):
+        return with_ours
+
+    for name in ("assert_python_ok", "assert_python_failure", "spawn_python"):
         if hasattr(script_helper, name):
-            setattr(script_helper, name, skip)
+            setattr(script_helper, name, wrap(getattr(script_helper, name)))
 
 
 # --------------------------------------------------------------------------
@@ -398,7 +474,7 @@ def _install() -> Callable[[], object]:
 def worker(suite: str, target: str, out: str, only: list[str] | None, timeout: float) -> int:
     # A hang in one test would otherwise eat the parent's whole timeout silently.
     faulthandler.dump_traceback_later(timeout, exit=True)
-    _skip_subprocess_tests()
+    _children_get(target)
     if suite == "futures":
         _adopt_donor()
     _setup_target(target)
