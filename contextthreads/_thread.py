@@ -121,6 +121,9 @@ class ContextThread(threading.Thread):
                 context = contextvars.Context()
             own_run = self.__dict__.get("run")
             self.run = functools.partial(context.run, self.run)  # type: ignore[method-assign]
+            # A traceback handed to the excepthook keeps this frame alive through
+            # f_back; it must not keep the context alive with it.
+            del context
             try:
                 super()._bootstrap_inner()  # type: ignore[misc]
             finally:
