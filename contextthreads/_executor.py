@@ -23,6 +23,30 @@ def _bound_initializer(initializer: Any) -> Any:
     return _in_copies_of(contextvars.copy_context(), initializer)
 
 
+class _RunOnce:
+    """Run one callable in ``context``, letting go of the context as the call starts.
+
+    Not thread-safe, and needs none: a work item runs once, on one worker.
+    """
+
+    # 3.14's WorkerContext.run keeps the submitted callable in a local, and a
+    # failed task's traceback keeps that frame for as long as the future holds
+    # the exception: the callable must not keep the context alive by then.
+    __slots__ = ("_context",)
+
+    def __init__(self, context: contextvars.Context) -> None:
+        self._context: contextvars.Context | None = context
+
+    def _take(self) -> contextvars.Context:
+        context, self._context = self._context, None
+        if context is None:
+            raise RuntimeError("a submitted task can run only once")
+        return context
+
+    def __call__(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        return self._take().run(fn, *args, **kwargs)
+
+
 class ContextThreadPoolExecutor(ThreadPoolExecutor):
     """A ``ThreadPoolExecutor`` that runs each task in its submitter's context.
 
@@ -77,7 +101,7 @@ class ContextThreadPoolExecutor(ThreadPoolExecutor):
 
     def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
         """Run ``fn(*args, **kwargs)`` in a worker, in a copy of the caller's context."""
-        run: Callable[..., T] = contextvars.copy_context().run
+        run: Callable[..., T] = _RunOnce(contextvars.copy_context())
         return super().submit(run, fn, *args, **kwargs)
 
     if sys.version_info >= (3, 14):
