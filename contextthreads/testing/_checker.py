@@ -120,7 +120,7 @@ class _Probe:
 class _Outcome:
     """What one spawner thread observed; filled by that thread, read after join."""
 
-    started: bool = False
+    started: threading.Event = field(default_factory=threading.Event)
     # (step, values seen by the spawned code, spawner's values after spawn returned)
     spawns: list[tuple[int, dict[int, Any], dict[int, Any]]] = field(default_factory=list)
     in_spawn: Optional[int] = None
@@ -151,7 +151,7 @@ def _run_spawner(
     timeout: float,
     outcome: _Outcome,
 ) -> None:
-    outcome.started = True
+    outcome.started.set()
     # If another spawner is late or failed, still run, alone.
     with contextlib.suppress(threading.BrokenBarrierError):
         barrier.wait(timeout)
@@ -277,7 +277,7 @@ def _first_violation(
                 f"{label}'s spawn #{k + 1} returned {returned!r}"
                 + (" (did you forget .result()?)" if hasattr(returned, "result") else "")
             )
-        if not outcome.started:
+        if not outcome.started.is_set():
             return f"spawner {label}'s thread did not start within {timeout}s"
         if len(outcome.spawns) < len(plan.steps):
             k = outcome.in_spawn if outcome.in_spawn is not None else len(outcome.spawns)
@@ -325,6 +325,10 @@ def assert_context_isolation(
         )
         threads.append(thread)
         thread.start()
+    # A busy machine may be slow to schedule new threads: let them start
+    # before the time for spawn() itself is counted.
+    for outcome in outcomes:
+        outcome.started.wait(timeout)
     for thread in threads:
         thread.join(timeout)
     problem = _first_violation(scenario, outcomes, timeout)
