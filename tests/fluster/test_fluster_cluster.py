@@ -22,6 +22,10 @@ from contextthreads.fluster import (
     worker_command,
 )
 
+pytest_plugins = ("fluster_fixtures",)
+
+pytest.importorskip("cloudpickle")
+
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 
 

@@ -34,6 +34,10 @@ from contextthreads.fluster import (
 )
 from contextthreads.fluster._http import SIGNATURE_HEADER, sign
 
+pytest_plugins = ("fluster_fixtures",)
+
+pytest.importorskip("cloudpickle")
+
 DETAIL_KEYS = {
     "worker_id",
     "worker_name",

@@ -37,6 +37,8 @@ from contextthreads.fluster import (
 )
 from contextthreads.fluster._http import SIGNATURE_HEADER, sign, verify
 
+pytest_plugins = ("fluster_fixtures",)
+
 pytest.importorskip("cloudpickle")
 
 SECRET = "transport-test-secret"

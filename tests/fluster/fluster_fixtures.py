@@ -1,7 +1,9 @@
-"""Fixtures for the fluster tests: one LocalCluster per module, and a gate tasks report to.
+"""Fixtures of the fluster tests: one LocalCluster per module, a task gate, log watching.
 
-Worker processes dominate the cost of these tests, so clusters (cheap) and,
-where tests allow, pools (not cheap) are shared per module.
+Test modules load this with ``pytest_plugins = ("fluster_fixtures",)`` rather
+than through a ``conftest.py``: the suite's other modules import ``conftest``
+by name, and a second ``conftest`` module on ``sys.path`` would shadow theirs.
+Worker processes are the expensive part, so clusters are shared per module.
 """
 
 from __future__ import annotations
@@ -10,9 +12,6 @@ import logging
 from typing import Callable, Iterator
 
 import pytest
-
-pytest.importorskip("cloudpickle")
-
 from fluster_support import Gate, LogWatcher
 
 from contextthreads.fluster import LocalCluster
