@@ -297,3 +297,32 @@ def test_concurrent_siblings_never_see_each_other(
         assert snapshot() == expected
 
     in_fresh_context(body)
+
+
+@pytest.mark.parametrize("kind", ["thread", "timer"])
+@given(assignments(), assignments(), assignments())
+def test_explicit_context_is_used_as_is(
+    kind: str, given_values: Assignment, caller_values: Assignment, writes: Assignment
+) -> None:
+    """With context=ctx the child sees ctx's values, not the caller's, and writes into ctx."""
+    ctx = contextvars.Context()
+    ctx.run(apply, given_values)
+    expected = ctx.run(snapshot)
+
+    def body() -> None:
+        apply(caller_values)
+        mine = snapshot()
+        probe = Probe(writes)
+        probe.go.set()
+        thread = (
+            ContextThread(target=probe, context=ctx)
+            if kind == "thread"
+            else ContextTimer(0, probe, context=ctx)
+        )
+        thread.start()
+        _wait_thread(thread)
+        assert probe.seen == expected
+        assert ctx.run(snapshot) == applied(expected, writes)
+        assert snapshot() == mine
+
+    in_fresh_context(body)
