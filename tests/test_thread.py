@@ -333,3 +333,36 @@ def test_thread_started_from_a_thread_gets_that_threads_context() -> None:
 
     contextvars.Context().run(body)
     assert seen == ["outer"]
+
+
+def test_subclass_calling_stdlib_init_directly_gets_starter_context() -> None:
+    """A subclass that calls threading.Thread.__init__ by name still runs in the starter's copy."""
+    seen: list[str] = []
+
+    class Legacy(ContextThread):
+        def __init__(self) -> None:
+            threading.Thread.__init__(self, target=lambda: seen.append(var.get("unset")))
+
+    def body() -> None:
+        thread = Legacy()
+        var.set("starter")
+        joined(_started(thread))
+
+    contextvars.Context().run(body)
+    assert seen == ["starter"]
+
+
+def test_subclass_overriding_start_keeps_semantics() -> None:
+    """A subclass whose start() does work and then calls super().start() still copies at start."""
+    seen: list[str] = []
+
+    class Wrapped(ContextThread):
+        def start(self) -> None:
+            var.set("set inside start")
+            super().start()
+
+    def body() -> None:
+        joined(_started(Wrapped(target=lambda: seen.append(var.get("unset")))))
+
+    contextvars.Context().run(body)
+    assert seen == ["set inside start"]
