@@ -232,6 +232,26 @@ def test_checker_on_plain_thread_depends_on_inheritance() -> None:
     )
 
 
+def test_checker_fails_plain_thread_pool_either_way() -> None:
+    """A plain ThreadPoolExecutor fails with or without thread context inheritance.
+
+    Without it the tasks see nothing; with it each worker keeps the context of
+    the submitter that created it and runs every task right in it, so one
+    task's writes reach the next.
+    """
+    with ThreadPoolExecutor(2) as pool, pytest.raises(ContextIsolationError) as info:
+        check_context_isolation(lambda fn: pool.submit(fn).result(timeout=5))
+    if getattr(sys.flags, "thread_inherit_context", 0):
+        expected = (
+            "spawned code saw tenant='written-in-A1' (written inside the code spawner A "
+            "spawned with spawn #1), but spawner A had tenant unset when it called spawn() "
+            "(spawn #2): writes inside spawned code must never reach other spawns"
+        )
+    else:
+        expected = "spawned code saw request_id unset, but spawner A had request_id='A1'"
+    assert expected in str(info.value)
+
+
 def test_checker_fails_shared_context_pool_subclass() -> None:
     """A pool subclass running every task in one Context captured at __init__ fails.
 

@@ -38,6 +38,9 @@ from ._strategies import (
     isolation_scenarios,
 )
 
+# Tracebacks name the exception where users import it from.
+ContextIsolationError.__module__ = __name__
+
 __all__ = (
     "VARIABLE_POOL",
     "ContextIsolationError",

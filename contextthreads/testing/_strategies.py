@@ -131,7 +131,12 @@ class IsolationScenario:
     def __repr__(self) -> str:
         names = ", ".join(var.name for var in self.variables)
         body = self.describe().replace("\n", " | ")
-        return f"IsolationScenario(variables=[{names}]: {body})"
+        return f"<IsolationScenario over {names}: {body}>"
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        # Hypothesis prints falsifying examples with its pretty-printer, which
+        # would otherwise spell out every field and ContextVar address.
+        printer.text(repr(self))
 
 
 def spawner_label(index: int) -> str:
