@@ -393,6 +393,67 @@ CASES: list[tuple[str, str, str | None]] = [
         ''',
     ),
     (
+        "import-list-and-local-imports",
+        """
+        import os, threading
+
+
+        def run():
+            import threading
+
+            return threading.Thread(target=print)
+
+
+        timer = threading.Timer(1.0, os.getpid)
+        """,
+        """
+        import os
+        import contextthreads
+
+
+        def run():
+
+            return contextthreads.Thread(target=print)
+
+
+        timer = contextthreads.Timer(1.0, os.getpid)
+        """,
+    ),
+    (
+        "conditional-import-and-default-factory",
+        """
+        import threading
+        from dataclasses import dataclass, field
+
+        try:
+            from threading import Timer
+        except ImportError:
+            Timer = None
+
+
+        @dataclass
+        class Job:
+            worker: threading.Thread = field(default_factory=threading.Thread)
+            delay: "threading.Timer | None" = None
+        """,
+        """
+        import threading
+        import contextthreads
+        from dataclasses import dataclass, field
+
+        try:
+            from contextthreads import Timer
+        except ImportError:
+            Timer = None
+
+
+        @dataclass
+        class Job:
+            worker: threading.Thread = field(default_factory=contextthreads.Thread)
+            delay: "threading.Timer | None" = None
+        """,
+    ),
+    (
         "nothing-to-do-locks",
         "import threading\n\nlock = threading.Lock()\nev = threading.Event()\n",
         None,

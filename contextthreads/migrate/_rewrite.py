@@ -71,6 +71,8 @@ def _alias_for(statement: _Statement, assignment: ImportAssignment) -> Optional[
 
 
 class _Analysis:
+    """Follow every import of the target modules to its uses, and decide what changes."""
+
     def __init__(self, wrapper: MetadataWrapper) -> None:
         self.parents = wrapper.resolve(ParentNodeProvider)
         scopes = wrapper.resolve(ScopeProvider)
@@ -344,6 +346,8 @@ def _import_contextthreads() -> cst.Import:
 
 
 class _Rewriter(cst.CSTTransformer):
+    """Apply a ``_Plan``: rewrite the chosen uses and imports, touch nothing else."""
+
     def __init__(self, plan: _Plan) -> None:
         super().__init__()
         self.plan = plan
