@@ -14,14 +14,14 @@ from the controller, and runs it with the job's FlusterContext current:
 - ``FLUSTER_LOG_LEVEL``: logging level (default WARNING).
 
 Running a worker on another host: start the cluster with a controller that
-host can reach (``LocalCluster(host="0.0.0.0", advertise_host=<this host's
+host can reach (``LocalCluster(host="0.0.0.0", advertise_host=<controller host's
 address>, python=<interpreter path there>, launcher=...)``, on a trusted
 network or a tunnel: requests are signed, not encrypted), with a
 ``JobLauncher`` whose ``launch(job_id, command, env)`` runs the command there
 with ``env`` delivered privately (for example on ssh's stdin), which amounts
 to::
 
-    FLUSTER_SECRET=<secret> FLUSTER_ADVERTISE_HOST=<this host's address> \\
+    FLUSTER_SECRET=<secret> FLUSTER_ADVERTISE_HOST=<worker host's address> \\
         python -m contextthreads.fluster.worker \\
         --controller http://<controller host>:<port> --job-id <job id>
 
