@@ -13,6 +13,7 @@ from conftest import ExceptHookRecorder
 
 import contextthreads
 from contextthreads import ContextThread
+from contextthreads._inherit import threads_inherit_context
 
 WAIT = 5.0
 var: contextvars.ContextVar[str] = contextvars.ContextVar("test_thread_var")
@@ -76,7 +77,7 @@ def test_default_ignores_the_inherit_flag() -> None:
     """With context=None the thread copies the starter's context, whatever the 3.14 flag says.
 
     A plain threading.Thread, for comparison, sees the value only when the
-    interpreter has thread_inherit_context on.
+    interpreter has thread_inherit_context on (or install() patched threading).
     """
     seen: list[str] = []
     plain: list[str] = []
@@ -88,8 +89,7 @@ def test_default_ignores_the_inherit_flag() -> None:
 
     contextvars.Context().run(body)
     assert seen == ["starter"]
-    inherits = bool(getattr(sys.flags, "thread_inherit_context", 0))
-    assert plain == (["starter"] if inherits else ["unset"])
+    assert plain == (["starter"] if threads_inherit_context() else ["unset"])
 
 
 def test_writes_do_not_leak_back() -> None:
