@@ -20,12 +20,14 @@ settings.register_profile(
     "threads",
     deadline=None,
     max_examples=30,
+    print_blob=True,
     suppress_health_check=[HealthCheck.too_slow],
 )
 settings.register_profile(
     "threads-thorough",
     deadline=None,
     max_examples=500,
+    print_blob=True,
     suppress_health_check=[HealthCheck.too_slow],
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "threads"))
