@@ -27,14 +27,20 @@ plain stdlib. A failure the stdlib shares is this machine's (reported, not
 counted against us); a failure only ours has is a fidelity bug, and the exit
 status is 1. Exit status 3 means the suite could not run here (reason printed).
 
-Tests that start a fresh interpreter on a code string (``script_helper``'s
-``assert_python_ok`` and friends) exercise the stdlib of that child, never our
-classes, so they are skipped with that reason rather than run for nothing.
+Tests that start a fresh interpreter on a ``-c`` code string through
+``test.support.script_helper`` (interpreter shutdown, daemon threads, fork,
+excepthook output...) run with ours in that interpreter too: a one-line
+prelude (``enter_child``) installs the same stand-ins in its ``sys.modules``,
+or calls ``install()``, then runs the code string unchanged as ``<string>``.
+The baseline runs them plain. A test that runs a script file instead is
+skipped (``SUBPROCESS_SKIP``); the one ``subprocess.Popen`` code string in
+test_threading runs plain, so it checks only the stdlib.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import faulthandler
 import functools
 import glob
@@ -44,6 +50,7 @@ import json
 import os
 import pkgutil
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -56,6 +63,9 @@ MODE_ENV = "CONTEXTTHREADS_STDLIB_MODE"
 DONOR_ENV = "CONTEXTTHREADS_FUTURES_SUITE"
 DONOR_FILE = "test_concurrent_futures.py"
 EXIT_OK, EXIT_FIDELITY, EXIT_CRASH, EXIT_UNAVAILABLE = 0, 1, 2, 3
+# The slowest selected test takes about 6 s; past this one is hung. The
+# worker then dumps every thread's stack and exits, so the report names it.
+TEST_TIMEOUT = 90.0
 SUBPROCESS_SKIP = "runs a script file in a fresh interpreter: that exercises the stdlib, not ours"
 
 # test_threading classes left out, and why. Everything else in the module runs.
@@ -71,6 +81,18 @@ THREADING_EXCLUDED = {
     "BarrierTests": "Barrier: no Thread or Timer under test",
     "SubinterpThreadingTests": "runs code strings in subinterpreters: exercises the stdlib",
     "InterruptMainTests": "_thread.interrupt_main and signals: no Thread or Timer under test",
+}
+
+# Single tests left out of the classes that run, and why.
+EXCLUDED_TESTS = {
+    "test.test_threading.ThreadTests.test_print_exception_gh_102056": (
+        "a crash regression test for printing exceptions: its main thread recurses"
+        " exponentially until a timer thread's interrupt_main(). If the interrupt lands"
+        " at the recursion limit, the call of the SIGINT handler itself seems to raise"
+        " the RecursionError that the test's own except clause swallows, and it runs on"
+        " for minutes; seen twice (3.12, 3.13) in loaded runs, never in isolation."
+        " The thread in it is only that timer"
+    ),
 }
 
 # test.test_concurrent_futures (a package from 3.12 on): only the thread-pool
@@ -115,6 +137,18 @@ _IN_CHILDREN = {
         r"thread unexpectedly did not hang[\s\S]*logging[/\\]__init__\.py\", line \d+ in shutdown",
     ),
 }
+# From 3.13 the test prints the main thread's class name; before, it passes.
+_CLASS_NAME_SHOWN = (
+    {
+        _T + "test_main_thread_after_fork_from_nonmain_thread": (
+            "prints type(threading.main_thread()).__name__ in a child forked from a thread"
+            " started as threading.Thread: ours is named ContextThread",
+            r"- main Thread-1 \(func\) ContextThread\n\?\s+-+\n\+ main Thread-1 \(func\) Thread\n",
+        ),
+    }
+    if sys.version_info >= (3, 13)
+    else {}
+)
 EXPECTED_DIFFERENCES: dict[str, dict[str, tuple[str, str]]] = {
     "classes": {
         **_IN_CHILDREN,
@@ -125,11 +159,7 @@ EXPECTED_DIFFERENCES: dict[str, dict[str, tuple[str, str]]] = {
             r"AssertionError: Element counts were not equal:\n"
             r"(First has 1, Second has 0:  '(Thread|Timer)'\n){2}\s*\Z",
         ),
-        _T + "test_main_thread_after_fork_from_nonmain_thread": (
-            "prints type(threading.main_thread()).__name__ in a child forked from a thread"
-            " started as threading.Thread: ours is named ContextThread",
-            r"- main Thread-1 \(func\) ContextThread\n\?\s+-+\n\+ main Thread-1 \(func\) Thread\n",
-        ),
+        **_CLASS_NAME_SHOWN,
     },
     "install": dict(_IN_CHILDREN),
 }
@@ -378,7 +408,9 @@ def _tests(suite: str, modules: list[types.ModuleType]) -> Iterator[unittest.Tes
                 and value.__module__ == module.__name__
                 and _included(suite, value)
             ):
-                yield from loader.loadTestsFromTestCase(value)  # type: ignore[misc]
+                for test in loader.loadTestsFromTestCase(value):
+                    if test.id() not in EXCLUDED_TESTS:
+                        yield test  # type: ignore[misc]
 
 
 def _check_substituted(suite: str, tests: list[unittest.TestCase]) -> None:
@@ -421,6 +453,9 @@ class _Recorder(unittest.TextTestResult):
 
     def startTest(self, test: unittest.TestCase) -> None:
         self._started[test.id()] = time.monotonic()
+        sys.stderr.write(f"running {test.id()}\n")
+        sys.stderr.flush()
+        faulthandler.dump_traceback_later(TEST_TIMEOUT, exit=True)
         super().startTest(test)
 
     def stopTest(self, test: unittest.TestCase) -> None:
@@ -471,8 +506,10 @@ def _install() -> Callable[[], object]:
     return install  # type: ignore[no-any-return]
 
 
-def worker(suite: str, target: str, out: str, only: list[str] | None, timeout: float) -> int:
-    # A hang in one test would otherwise eat the parent's whole timeout silently.
+def worker(
+    suite: str, target: str, out: str, only: list[str] | None, timeout: float, shard: str
+) -> int:
+    # Past the whole run's budget, stop with every thread's stack on stderr.
     faulthandler.dump_traceback_later(timeout, exit=True)
     _children_get(target)
     if suite == "futures":
@@ -485,10 +522,14 @@ def worker(suite: str, target: str, out: str, only: list[str] | None, timeout: f
     if only is not None:
         wanted = set(only)
         tests = [test for test in tests if test.id() in wanted]
+    # Every shard loads the same modules in the same order, so the slices agree.
+    index, count = (int(part) for part in shard.split("/"))
+    tests = tests[index::count]
     stream = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the run
     runner = unittest.TextTestRunner(stream=stream, resultclass=_Recorder, verbosity=0)
     started = time.monotonic()
     result = runner.run(unittest.TestSuite(tests))
+    faulthandler.cancel_dump_traceback_later()
     assert isinstance(result, _Recorder)
     # Failures of module fixtures (setUpModule...) are recorded under a pseudo-test.
     for pseudo, detail in result.errors:
@@ -505,27 +546,57 @@ def worker(suite: str, target: str, out: str, only: list[str] | None, timeout: f
 # Orchestrator: ours, then the stdlib on whatever failed
 
 
-def _run_worker(suite: str, target: str, only: list[str] | None, timeout: float) -> dict[str, Any]:
+def _run_workers(
+    suite: str, target: str, only: list[str] | None, timeout: float, jobs: int
+) -> dict[str, Any]:
+    """Run the selected tests in ``jobs`` fresh processes at once; merge their outcomes."""
+    # The suites mostly sleep (timeouts, shutdown waits), so shards overlap well
+    # even on two cores.
     with tempfile.TemporaryDirectory() as tmp:
-        out = os.path.join(tmp, "out.json")
-        cmd = [sys.executable, __file__, "--worker", suite, "--target", target, "--out", out]
-        cmd += ["--timeout", str(timeout)]
+        base = [sys.executable, __file__, "--worker", suite, "--target", target]
+        base += ["--timeout", str(timeout)]
         if only is not None:
             only_file = os.path.join(tmp, "only.txt")
             with open(only_file, "w") as fh:
                 fh.write("\n".join(only))
-            cmd += ["--only", only_file]
-        proc = subprocess.run(
-            cmd, capture_output=True, text=True, timeout=timeout + 30, check=False
-        )
-        if proc.returncode != 0 or not os.path.exists(out):
-            raise RuntimeError(
-                f"{target} run of {suite} crashed (exit {proc.returncode}):\n"
-                f"{proc.stdout[-5000:]}\n{proc.stderr[-20000:]}"
+            base += ["--only", only_file]
+        running = []
+        for shard in range(jobs):
+            out = os.path.join(tmp, f"out{shard}.json")
+            cmd = [*base, "--out", out, "--shard", f"{shard}/{jobs}"]
+            # A session of its own, so that whatever a crashed or hung worker
+            # leaves behind (a test's child interpreter) can be ended with it.
+            proc = subprocess.Popen(
+                cmd,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                start_new_session=True,
             )
-        with open(out) as fh:
-            data: dict[str, Any] = json.load(fh)
-            return data
+            running.append((proc, out))
+        merged: dict[str, Any] = {"seconds": 0.0, "outcomes": {}}
+        failures = []
+        for proc, out in running:
+            try:
+                stdout, stderr = proc.communicate(timeout=timeout + 30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                stdout, stderr = proc.communicate()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            if proc.returncode != 0 or not os.path.exists(out):
+                failures.append(
+                    f"{target} run of {suite} crashed (exit {proc.returncode}):\n"
+                    f"{stdout[-5000:]}\n{stderr[-20000:]}"
+                )
+                continue
+            with open(out) as fh:
+                data = json.load(fh)
+            merged["seconds"] = max(merged["seconds"], data["seconds"])
+            merged["outcomes"].update(data["outcomes"])
+        if failures:
+            raise RuntimeError("\n".join(failures))
+        return merged
 
 
 def mode() -> str:
@@ -535,7 +606,7 @@ def mode() -> str:
     return value
 
 
-def orchestrate(suite: str, timeout: float) -> dict[str, Any]:
+def orchestrate(suite: str, timeout: float, jobs: int) -> dict[str, Any]:
     target = mode()
     report: dict[str, Any] = {"suite": suite, "mode": target, "python": sys.version}
     if suite == "futures":
@@ -550,14 +621,14 @@ def orchestrate(suite: str, timeout: float) -> dict[str, Any]:
         report.update(status="unavailable", reason=why)
         return report
     started = time.monotonic()
-    ours = _run_worker(suite, target, None, timeout)
+    ours = _run_workers(suite, target, None, timeout, jobs)
     outcomes = ours["outcomes"]
     expected_here = EXPECTED_DIFFERENCES[target]
     bad = {key for key, value in outcomes.items() if value["outcome"] in ("failed", "error")}
     unexpected_pass = sorted(key for key in expected_here if key in outcomes and key not in bad)
     # Expected differences are re-run too: they must pass with the stdlib.
     rerun = sorted(bad)
-    baseline = _run_worker(suite, "stdlib", rerun, timeout)["outcomes"] if rerun else {}
+    baseline = _run_workers(suite, "stdlib", rerun, timeout, 1)["outcomes"] if rerun else {}
     environment, fidelity, expected, mismatched = [], [], [], []
     for key in rerun:
         stdlib_outcome = baseline.get(key, {"outcome": "missing"})["outcome"]
@@ -614,7 +685,8 @@ def _summary(report: dict[str, Any]) -> str:
     for entry in report["expected_differences"]:
         lines.append(f"expected difference: {entry['id']}: {entry['reason']}")
     for entry in report["environment_failures"]:
-        first = (entry["ours"]["detail"].strip().splitlines() or [""])[-1]
+        errors = re.findall(r"^\w*(?:Error|Exception)\b.*$", entry["ours"]["detail"], re.M)
+        first = errors[-1] if errors else ""
         lines.append(f"environment (fails with the stdlib too): {entry['id']}: {first}")
     lines.append(
         "slowest: " + ", ".join(f"{k.rsplit('.', 1)[-1]} {s}s" for k, s in report["slowest"])
@@ -627,7 +699,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("suite", choices=("threading", "futures"))
     parser.add_argument("--json", help="write the full report here")
     parser.add_argument("--timeout", type=float, default=240.0, help="per run, in seconds")
+    parser.add_argument(
+        "--jobs", type=int, help="processes to spread the run over (default: 2, futures 4)"
+    )
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--shard", default="0/1", help=argparse.SUPPRESS)
     parser.add_argument(
         "--target", choices=("classes", "install", "stdlib"), help=argparse.SUPPRESS
     )
@@ -639,9 +715,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.only:
             with open(args.only) as fh:
                 only = [line for line in fh.read().splitlines() if line]
-        return worker(args.suite, args.target, args.out, only, args.timeout)
+        return worker(args.suite, args.target, args.out, only, args.timeout, args.shard)
     try:
-        report = orchestrate(args.suite, args.timeout)
+        jobs = args.jobs or (4 if args.suite == "futures" else 2)
+        report = orchestrate(args.suite, args.timeout, jobs)
     except (RuntimeError, subprocess.TimeoutExpired) as exc:
         sys.stderr.write(f"{args.suite}: runner crashed: {exc}\n")
         return EXIT_CRASH
