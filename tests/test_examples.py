@@ -41,3 +41,14 @@ def test_quickstart_shows_loss_and_fix() -> None:
         assert "[request_id=-] " in proc.stdout
     assert "[request_id=req-42] " in proc.stdout
     assert proc.stdout.rstrip().endswith("OK")
+
+
+def test_public_api_is_exported() -> None:
+    """Every name in contextthreads.__all__ resolves, the asyncio helpers included."""
+    import contextthreads
+
+    for name in contextthreads.__all__:
+        assert getattr(contextthreads, name) is not None
+    assert contextthreads.Thread is contextthreads.ContextThread
+    assert contextthreads.Timer is contextthreads.ContextTimer
+    assert contextthreads.ThreadPoolExecutor is contextthreads.ContextThreadPoolExecutor
