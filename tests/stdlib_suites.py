@@ -247,17 +247,20 @@ def _exec_with(name: str, stand_ins: dict[str, types.ModuleType]) -> types.Modul
     return module
 
 
-def enter_child(target: str) -> None:
+def enter_child(target: str, donor: str | None = None) -> None:
     """Give a fresh interpreter our classes, before the test's code string runs in it.
 
     ``classes``: ``sys.modules`` answers ``import threading`` and ``import
     concurrent.futures`` with the stand-ins (the real modules are loaded first,
     so the stdlib's own imports of them stay real). ``install``: call
-    ``contextthreads.install()``.
+    ``contextthreads.install()``. ``donor``: the borrowed futures suite, for
+    code strings that import from it.
     """
     if importlib.util.find_spec("contextthreads") is None:
         # Code strings run with -I or -S may not see an installed package.
         sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    if donor:
+        _adopt_donor(donor)
     if target == "install":
         _install()()
         return
@@ -272,9 +275,10 @@ def _child_code(code: str, target: str) -> str:
     # One line, then the test's code compiled as "<string>" on its own lines,
     # so line numbers in its tracebacks are the ones the test expects.
     here = os.path.dirname(os.path.abspath(__file__))
+    borrowed = _borrowed if "test.test_concurrent_futures" in code else None
     return (
         f"import sys; sys.path.insert(0, {here!r}); import stdlib_suites;"
-        f" stdlib_suites.enter_child({target!r}); del sys.path[0];"
+        f" stdlib_suites.enter_child({target!r}, {borrowed!r}); del sys.path[0];"
         " del sys.modules['stdlib_suites'], sys, stdlib_suites;"
         f" exec(compile({code!r}, '<string>', 'exec'))"
     )
@@ -333,13 +337,18 @@ def _donor_suite() -> str | None:
     return max(found)[1] if found else None
 
 
-def _adopt_donor() -> str | None:
+_borrowed: str | None = None  # the donor file this process adopted
+
+
+def _adopt_donor(path: str | None = None) -> str | None:
     """Make ``test.test_concurrent_futures`` importable from a donor, if this CPython lacks it."""
     if importlib.util.find_spec("test.test_concurrent_futures") is not None:
         return None
-    path = _donor_suite()
+    path = path or _donor_suite()
     if path is None:
         return None
+    global _borrowed
+    _borrowed = path
     spec = importlib.util.spec_from_file_location("test.test_concurrent_futures", path)
     assert spec is not None
     assert spec.loader is not None
