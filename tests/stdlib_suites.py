@@ -3,6 +3,7 @@
 Usage::
 
     python tests/stdlib_suites.py {threading,futures} [--json PATH] [--timeout SECONDS]
+                                  [--jobs N] [-k SUBSTRING]
 
 The suites are the ones that ship with the running interpreter
 (``test.test_threading`` and ``test.test_concurrent_futures``), restricted to
@@ -268,7 +269,7 @@ def enter_child(target: str, donor: str | None = None) -> None:
     import concurrent
 
     sys.modules.update(stand_ins)
-    concurrent.futures = stand_ins["concurrent.futures"]  # type: ignore[attr-defined]
+    setattr(concurrent, "futures", stand_ins["concurrent.futures"])  # noqa: B010 - a module
 
 
 def _child_code(code: str, target: str) -> str:
@@ -293,7 +294,7 @@ def _children_get(target: str) -> None:
     """
     if target == "stdlib":
         return
-    from test.support import script_helper
+    from test.support import script_helper  # type: ignore[import-not-found]
 
     def wrap(original: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(original)
@@ -418,8 +419,8 @@ def _tests(suite: str, modules: list[types.ModuleType]) -> Iterator[unittest.Tes
                 and _included(suite, value)
             ):
                 for test in loader.loadTestsFromTestCase(value):
-                    if test.id() not in EXCLUDED_TESTS:
-                        yield test  # type: ignore[misc]
+                    if isinstance(test, unittest.TestCase) and test.id() not in EXCLUDED_TESTS:
+                        yield test
 
 
 def _check_substituted(suite: str, tests: list[unittest.TestCase]) -> None:
@@ -451,6 +452,10 @@ class _Recorder(unittest.TextTestResult):
         self.outcomes: dict[str, dict[str, Any]] = {}
         self._started: dict[str, float] = {}
 
+    def _text(self, err: Any, test: Any) -> str:
+        # The private helper is what unittest itself prints: unittest frames cut.
+        return str(unittest.TextTestResult._exc_info_to_string(self, err, test))  # type: ignore[attr-defined]
+
     def _note(self, test: Any, outcome: str, detail: str = "") -> None:
         key = getattr(test, "test_case", test).id()
         entry = self.outcomes.setdefault(key, {"outcome": "passed", "detail": ""})
@@ -474,19 +479,17 @@ class _Recorder(unittest.TextTestResult):
 
     def addError(self, test: Any, err: Any) -> None:
         super().addError(test, err)
-        self._note(test, "error", self._exc_info_to_string(err, test))
+        self._note(test, "error", self._text(err, test))
 
     def addFailure(self, test: Any, err: Any) -> None:
         super().addFailure(test, err)
-        self._note(test, "failed", self._exc_info_to_string(err, test))
+        self._note(test, "failed", self._text(err, test))
 
     def addSubTest(self, test: Any, subtest: Any, err: Any) -> None:
         super().addSubTest(test, subtest, err)
         if err is not None:
             failed = issubclass(err[0], test.failureException)
-            self._note(
-                subtest, "failed" if failed else "error", self._exc_info_to_string(err, test)
-            )
+            self._note(subtest, "failed" if failed else "error", self._text(err, test))
 
     def addSkip(self, test: Any, reason: str) -> None:
         super().addSkip(test, reason)
@@ -509,14 +512,22 @@ def _setup_target(target: str) -> None:
 def _install() -> Callable[[], object]:
     import contextthreads
 
-    install = getattr(contextthreads, "install", None)
-    if install is None:
-        from contextthreads._install import install  # type: ignore[import-not-found,no-redef]
-    return install  # type: ignore[no-any-return]
+    # Raises ImportError while install() does not exist yet.
+    found: Callable[[], object] | None = getattr(contextthreads, "install", None)
+    if found is None:
+        found = importlib.import_module("contextthreads._install").install
+    assert found is not None
+    return found
 
 
 def worker(
-    suite: str, target: str, out: str, only: list[str] | None, timeout: float, shard: str
+    suite: str,
+    target: str,
+    out: str,
+    only: list[str] | None,
+    timeout: float,
+    shard: str,
+    match: str | None = None,
 ) -> int:
     # Past the whole run's budget, stop with every thread's stack on stderr.
     faulthandler.dump_traceback_later(timeout, exit=True)
@@ -531,6 +542,8 @@ def worker(
     if only is not None:
         wanted = set(only)
         tests = [test for test in tests if test.id() in wanted]
+    if match:
+        tests = [test for test in tests if match in test.id()]
     # Every shard loads the same modules in the same order, so the slices agree.
     index, count = (int(part) for part in shard.split("/"))
     tests = tests[index::count]
@@ -556,7 +569,12 @@ def worker(
 
 
 def _run_workers(
-    suite: str, target: str, only: list[str] | None, timeout: float, jobs: int
+    suite: str,
+    target: str,
+    only: list[str] | None,
+    timeout: float,
+    jobs: int,
+    match: str | None = None,
 ) -> dict[str, Any]:
     """Run the selected tests in ``jobs`` fresh processes at once; merge their outcomes."""
     # The suites mostly sleep (timeouts, shutdown waits), so shards overlap well
@@ -569,6 +587,8 @@ def _run_workers(
             with open(only_file, "w") as fh:
                 fh.write("\n".join(only))
             base += ["--only", only_file]
+        if match:
+            base += ["-k", match]
         running = []
         for shard in range(jobs):
             out = os.path.join(tmp, f"out{shard}.json")
@@ -615,7 +635,7 @@ def mode() -> str:
     return value
 
 
-def orchestrate(suite: str, timeout: float, jobs: int) -> dict[str, Any]:
+def orchestrate(suite: str, timeout: float, jobs: int, match: str | None = None) -> dict[str, Any]:
     target = mode()
     report: dict[str, Any] = {"suite": suite, "mode": target, "python": sys.version}
     if suite == "futures":
@@ -630,7 +650,7 @@ def orchestrate(suite: str, timeout: float, jobs: int) -> dict[str, Any]:
         report.update(status="unavailable", reason=why)
         return report
     started = time.monotonic()
-    ours = _run_workers(suite, target, None, timeout, jobs)
+    ours = _run_workers(suite, target, None, timeout, jobs, match)
     outcomes = ours["outcomes"]
     expected_here = EXPECTED_DIFFERENCES[target]
     bad = {key for key, value in outcomes.items() if value["outcome"] in ("failed", "error")}
@@ -679,7 +699,7 @@ def orchestrate(suite: str, timeout: float, jobs: int) -> dict[str, Any]:
 def _summary(report: dict[str, Any]) -> str:
     head = f"{report['suite']} [{report['mode']}] on Python {report['python'].split()[0]}: "
     if report["status"] == "unavailable":
-        return head + "UNAVAILABLE: " + report["reason"]
+        return head + "UNAVAILABLE: " + str(report["reason"])
     lines = [head + f"{report['status'].upper()} in {report['seconds']}s {report['counts']}"]
     if report.get("borrowed_from"):
         lines.append(f"suite borrowed from {report['borrowed_from']} (none installed here)")
@@ -711,6 +731,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--jobs", type=int, help="processes to spread the run over (default: 2, futures 4)"
     )
+    parser.add_argument("-k", dest="match", help="run only tests whose id contains this")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--shard", default="0/1", help=argparse.SUPPRESS)
     parser.add_argument(
@@ -724,10 +745,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.only:
             with open(args.only) as fh:
                 only = [line for line in fh.read().splitlines() if line]
-        return worker(args.suite, args.target, args.out, only, args.timeout, args.shard)
+        return worker(args.suite, args.target, args.out, only, args.timeout, args.shard, args.match)
     try:
         jobs = args.jobs or (4 if args.suite == "futures" else 2)
-        report = orchestrate(args.suite, args.timeout, jobs)
+        report = orchestrate(args.suite, args.timeout, jobs, args.match)
     except (RuntimeError, subprocess.TimeoutExpired) as exc:
         sys.stderr.write(f"{args.suite}: runner crashed: {exc}\n")
         return EXIT_CRASH

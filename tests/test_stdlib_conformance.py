@@ -61,3 +61,34 @@ def test_cpython_suite_passes_with_our_classes(suite: str, tmp_path: Path) -> No
     assert isinstance(counts, dict)
     # A selection that silently shrank to nothing would pass vacuously.
     assert counts.get("passed", 0) >= 30, output
+
+
+BREAK_REPR = """
+import contextthreads._thread
+contextthreads._thread.ContextThread.__repr__ = lambda self: "<broken>"
+"""
+
+
+def test_runner_reports_a_difference_only_ours_has(tmp_path: Path) -> None:
+    """A ContextThread made to differ fails the run, naming the test the stdlib passes."""
+    # sitecustomize breaks our class in every worker, the stdlib baseline included.
+    (tmp_path / "sitecustomize.py").write_text(BREAK_REPR)
+    report = tmp_path / "report.json"
+    env = dict(os.environ, PYTHONPATH=str(tmp_path), CONTEXTTHREADS_STDLIB_MODE="classes")
+    selection = ["threading", "-k", "ThreadTests.test_various_ops", "--json", str(report)]
+    proc = subprocess.run(
+        [sys.executable, str(RUNNER), *selection, "--timeout", str(RUNNER_TIMEOUT)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=SUITE_TIMEOUT,
+        check=False,
+    )
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    data = json.loads(report.read_text())
+    failures = {entry["id"]: entry for entry in data["fidelity_failures"]}
+    assert "test.test_threading.ThreadTests.test_various_ops" in failures, proc.stdout
+    entry = failures["test.test_threading.ThreadTests.test_various_ops"]
+    assert entry["stdlib"]["outcome"] == "passed"
+    assert "<broken>" in entry["ours"]["detail"]
+    assert "FIDELITY FAILURE" in proc.stdout
