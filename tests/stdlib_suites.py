@@ -251,9 +251,10 @@ def _exec_with(name: str, stand_ins: dict[str, types.ModuleType]) -> types.Modul
 def enter_child(target: str, donor: str | None = None) -> None:
     """Give a fresh interpreter our classes, before the test's code string runs in it.
 
-    ``classes``: ``sys.modules`` answers ``import threading`` and ``import
-    concurrent.futures`` with the stand-ins (the real modules are loaded first,
-    so the stdlib's own imports of them stay real). ``install``: call
+    ``classes``: from now on ``sys.modules`` answers ``import threading`` and
+    ``import concurrent.futures`` with the stand-ins. The real modules, and
+    every module already loaded, keep the real classes; a module the code
+    string imports later gets ours, which is drop-in. ``install``: call
     ``contextthreads.install()``. ``donor``: the borrowed futures suite, for
     code strings that import from it.
     """
