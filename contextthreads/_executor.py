@@ -47,6 +47,37 @@ class _RunOnce:
         return self._take().run(fn, *args, **kwargs)
 
 
+_copy_context = contextvars.copy_context
+_context_run: Callable[..., Any] = contextvars.Context.run
+
+if sys.version_info >= (3, 14):
+    from concurrent.futures.thread import WorkerContext
+
+    _STOCK_PREPARE_CONTEXT = ThreadPoolExecutor.__dict__["prepare_context"].__func__
+
+    def _resolve_in_copy(
+        fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[contextvars.Context, Any, tuple[Any, ...], dict[str, Any]]:
+        return (_copy_context(), fn, args, kwargs)
+
+    class _WorkerContext(WorkerContext):
+        """The stdlib's worker context, running each task in the context resolved with it.
+
+        Used by one worker thread only.
+        """
+
+        def run(self, task: Any) -> Any:
+            context, fn, args, kwargs = task
+            # A failed task's traceback keeps this frame: let go of the
+            # context in it, so the future's exception does not pin it.
+            del task
+            try:
+                return context.run(fn, *args, **kwargs)
+            except BaseException:
+                del context
+                raise
+
+
 class ContextThreadPoolExecutor(ThreadPoolExecutor):
     """A ``ThreadPoolExecutor`` that runs each task in its submitter's context.
 
@@ -99,10 +130,40 @@ class ContextThreadPoolExecutor(ThreadPoolExecutor):
                 max_workers, thread_name_prefix, _bound_initializer(initializer), initargs
             )
 
-    def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
-        """Run ``fn(*args, **kwargs)`` in a worker, in a copy of the caller's context."""
-        run: Callable[..., T] = _RunOnce(contextvars.copy_context())
-        return super().submit(run, fn, *args, **kwargs)
+    if sys.version_info >= (3, 14):
+        # No submit() of our own: the stdlib's calls this hook in the
+        # submitter's thread, under its lock, and the worker runs what it
+        # returns. One Python frame fewer per task than wrapping submit().
+
+        @classmethod
+        def prepare_context(
+            cls, initializer: Any, initargs: tuple[Any, ...], **ctxkwargs: Any
+        ) -> tuple[Callable[[], Any], Callable[..., Any]]:
+            """Return the stdlib's worker hooks, resolving each task in the caller's context."""
+            parent = super().prepare_context
+            create_context, resolve_task = parent(initializer, initargs, **ctxkwargs)
+            if getattr(parent, "__func__", None) is _STOCK_PREPARE_CONTEXT:
+
+                def stock_create_context() -> _WorkerContext:
+                    return _WorkerContext(initializer, initargs)
+
+                return stock_create_context, _resolve_in_copy
+
+            def resolve_in_copy(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+                return resolve_task(_RunOnce(_copy_context()), (fn, *args), kwargs)
+
+            return create_context, resolve_in_copy
+
+    else:
+
+        def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
+            """Run ``fn(*args, **kwargs)`` in a worker, in a copy of the caller's context."""
+            # Before 3.14 the work item calls self.fn(*self.args) with no local
+            # of its own, so a traceback does not pin the context; an unbound
+            # Context.run saves allocating a bound method per task.
+            if kwargs:
+                return super().submit(_context_run, _copy_context(), fn, *args, **kwargs)
+            return super().submit(_context_run, _copy_context(), fn, *args)
 
     if sys.version_info >= (3, 14):
 
@@ -142,8 +203,9 @@ class ContextThreadPoolExecutor(ThreadPoolExecutor):
 
     def _adjust_thread_count(self) -> None:
         # This is where workers are created, in the submitter's context. Where
-        # new threads inherit it, hand them an empty one instead.
-        if threads_inherit_context():
+        # new threads inherit it, hand them an empty one instead. A full pool
+        # creates none: skip the check on that path, taken by every submit().
+        if len(self._threads) < self._max_workers and threads_inherit_context():
             contextvars.Context().run(super()._adjust_thread_count)
         else:
             super()._adjust_thread_count()
