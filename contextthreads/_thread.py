@@ -19,6 +19,20 @@ def _checked(context: object) -> contextvars.Context | None:
     return context
 
 
+_context_run: Callable[..., Any] = contextvars.Context.run
+
+
+def _context_of(thread: Any) -> contextvars.Context:
+    # A subclass that bypassed our start() runs in an empty context.
+    context: contextvars.Context | None = thread._contextthreads_context
+    return contextvars.Context() if context is None else context
+
+
+def _outside_context(invoke: Callable[[threading.Thread], None], thread: threading.Thread) -> None:
+    # The thread's own bootstrap context is empty; its run() context is busy.
+    contextvars.Context().run(invoke, thread)
+
+
 class ContextThread(threading.Thread):
     """A ``threading.Thread`` whose ``run()`` runs in a ``contextvars.Context``.
 
@@ -82,6 +96,7 @@ class ContextThread(threading.Thread):
         _contextthreads_context: contextvars.Context | None = None
         _initialized: bool
         _started: threading.Event
+        _invoke_excepthook: Callable[[threading.Thread], None]
 
         def __init__(
             self,
@@ -111,14 +126,34 @@ class ContextThread(threading.Thread):
             super().start()
 
         def _bootstrap_inner(self) -> None:
+            # Running the stdlib's whole bootstrap in the context costs far
+            # less per thread than shadowing self.run with an instance
+            # attribute, which turns the thread's attribute storage into a
+            # plain dict. Only the excepthook must stay outside the context,
+            # as in 3.14, whose _bootstrap_inner calls
+            # self._context.run(self.run) inside the try that feeds it.
+            invoke = self._invoke_excepthook
+            self._invoke_excepthook = functools.partial(_outside_context, invoke)
+            try:
+                _context_run(_context_of(self), super()._bootstrap_inner)  # type: ignore[misc]
+            except RuntimeError:
+                if self._started.is_set():
+                    raise
+                # The Context is entered in another thread. Fail as 3.14
+                # fails: inside the bootstrap, through the excepthook.
+                self._invoke_excepthook = invoke
+                self._bootstrap_shadowing_run()
+            finally:
+                self._invoke_excepthook = invoke
+                self._contextthreads_context = None
+
+        def _bootstrap_shadowing_run(self) -> None:
             # The stdlib's _bootstrap_inner calls self.run() inside the
             # try/except that hands errors to the excepthook. Shadowing run
             # with an instance attribute for that one call reproduces 3.14's
             # self._context.run(self.run) exactly, on every version, without
             # copying private stdlib code.
-            context = self._contextthreads_context
-            if context is None:  # a subclass bypassed our start()
-                context = contextvars.Context()
+            context = _context_of(self)
             own_run = self.__dict__.get("run")
             self.run = functools.partial(context.run, self.run)  # type: ignore[method-assign]
             # A traceback handed to the excepthook keeps this frame alive through
@@ -131,7 +166,6 @@ class ContextThread(threading.Thread):
                     del self.run
                 else:
                     self.run = own_run  # type: ignore[method-assign]
-                self._contextthreads_context = None
 
 
 class ContextTimer(ContextThread, threading.Timer):
