@@ -84,9 +84,12 @@ class ContextThreadPoolExecutor(ThreadPoolExecutor):
     ``submit()`` takes a fresh copy of the caller's context and runs the task
     in it: the task sees the values current at ``submit()``, and nothing it
     writes is seen by the submitter, by other tasks, or by later tasks on the
-    same worker. ``map()`` takes the context once, at the ``map()`` call, and
-    runs each item in its own copy of it, including items that ``buffersize=``
-    submits later while the caller iterates.
+    same worker. ``map()`` runs each item in its own copy of the context
+    current at the ``map()`` call, including items that ``buffersize=``
+    submits later while the caller iterates. (Without ``buffersize=``, every
+    item is submitted during the call, as the iterables are consumed: an
+    iterable that sets a ``ContextVar`` as it is consumed is seen
+    doing so by the items that follow.)
 
     Worker threads start in an empty context, even under
     ``-X thread_inherit_context=1``, so an idle worker keeps no submitter's
@@ -176,30 +179,16 @@ class ContextThreadPoolExecutor(ThreadPoolExecutor):
             buffersize: int | None = None,
         ) -> Iterator[T]:
             """Return ``map(fn, *iterables)``, each call in a copy of the context at ``map()``."""
+            if buffersize is not None:
+                # Later items are submitted wherever the caller iterates.
+                fn = _in_copies_of(contextvars.copy_context(), fn)
             return super().map(
-                _in_copies_of(contextvars.copy_context(), fn),
-                *iterables,
-                timeout=timeout,
-                chunksize=chunksize,
-                buffersize=buffersize,
+                fn, *iterables, timeout=timeout, chunksize=chunksize, buffersize=buffersize
             )
 
-    else:
-
-        def map(
-            self,
-            fn: Callable[..., T],
-            *iterables: Iterable[Any],
-            timeout: float | None = None,
-            chunksize: int = 1,
-        ) -> Iterator[T]:
-            """Return ``map(fn, *iterables)``, each call in a copy of the context at ``map()``."""
-            return super().map(
-                _in_copies_of(contextvars.copy_context(), fn),
-                *iterables,
-                timeout=timeout,
-                chunksize=chunksize,
-            )
+    # Otherwise the stdlib's map() is ours as it is: it calls submit() for
+    # every item before it returns, each taking a copy of the map()-time
+    # context, and wrapping fn as well would copy every context twice.
 
     def _adjust_thread_count(self) -> None:
         # This is where workers are created, in the submitter's context. Where
