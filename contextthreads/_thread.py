@@ -54,26 +54,26 @@ class ContextThread(threading.Thread):
     values it held do not outlive the thread.
     """
 
+    def __init__(
+        self,
+        group: None = None,
+        target: Callable[..., object] | None = None,
+        name: str | None = None,
+        args: Iterable[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        *,
+        daemon: bool | None = None,
+        context: contextvars.Context | None = None,
+    ) -> None:
+        checked = _checked(context)
+        super().__init__(group, target, name, args, kwargs, daemon=daemon)
+        self._adopt_context(checked)
+
     if sys.version_info >= (3, 14):
         # 3.14 runs run() in self._context natively; only the default differs.
         _context: contextvars.Context | None
         _initialized: bool
         _started: threading.Event
-
-        def __init__(
-            self,
-            group: None = None,
-            target: Callable[..., object] | None = None,
-            name: str | None = None,
-            args: Iterable[Any] = (),
-            kwargs: Mapping[str, Any] | None = None,
-            *,
-            daemon: bool | None = None,
-            context: contextvars.Context | None = None,
-        ) -> None:
-            super().__init__(
-                group, target, name, args, kwargs, daemon=daemon, context=_checked(context)
-            )
 
         def _adopt_context(self, context: contextvars.Context | None) -> None:
             self._context = context
@@ -97,21 +97,6 @@ class ContextThread(threading.Thread):
         _initialized: bool
         _started: threading.Event
         _invoke_excepthook: Callable[[threading.Thread], None]
-
-        def __init__(
-            self,
-            group: None = None,
-            target: Callable[..., object] | None = None,
-            name: str | None = None,
-            args: Iterable[Any] = (),
-            kwargs: Mapping[str, Any] | None = None,
-            *,
-            daemon: bool | None = None,
-            context: contextvars.Context | None = None,
-        ) -> None:
-            checked = _checked(context)
-            super().__init__(group, target, name, args, kwargs, daemon=daemon)
-            self._contextthreads_context = checked
 
         def _adopt_context(self, context: contextvars.Context | None) -> None:
             self._contextthreads_context = context
