@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import contextvars
 import functools
-from typing import TYPE_CHECKING, Any, Callable
 
+# Annotations only: importing typing would double this package's import time.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any, Callable
+
     from ._typing import P, T
 
 

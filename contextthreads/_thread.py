@@ -6,7 +6,11 @@ import contextvars
 import functools
 import sys
 import threading
-from typing import Any, Callable, Iterable, Mapping
+
+# Annotations only: importing typing would double this package's import time.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable, Iterable, Mapping
 
 __all__ = ("ContextThread", "ContextTimer")
 

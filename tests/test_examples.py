@@ -52,3 +52,15 @@ def test_public_api_is_exported() -> None:
     assert contextthreads.Thread is contextthreads.ContextThread
     assert contextthreads.Timer is contextthreads.ContextTimer
     assert contextthreads.ThreadPoolExecutor is contextthreads.ContextThreadPoolExecutor
+
+
+def test_importing_threads_does_not_load_the_pool_or_asyncio() -> None:
+    """`import contextthreads` loads neither concurrent.futures, logging nor asyncio until used."""
+    code = (
+        "import sys, contextthreads\n"
+        "heavy = {'concurrent.futures', 'logging', 'asyncio'} & set(sys.modules)\n"
+        "assert not heavy, heavy\n"
+        "contextthreads.ThreadPoolExecutor\n"
+        "assert 'concurrent.futures' in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
