@@ -34,6 +34,7 @@ class Row:
     per_op_us: float
     target: str = ""
     note: str = ""
+    rounds: int = 0
 
     def verdict(self) -> str:
         if not self.target or self.ratio != self.ratio:
@@ -126,14 +127,15 @@ def _row(
         q3=q3,
         per_op_us=statistics.median(times) / ops * 1e6,
         target=target,
+        rounds=len(times),
     )
 
 
 def format_table(rows: Sequence[Row]) -> str:
     """Return ``rows`` as a Markdown table."""
     lines = [
-        "| case | variant | vs | median ratio | IQR | per op (us) | target |",
-        "| --- | --- | --- | ---: | --- | ---: | --- |",
+        "| case | variant | vs | median ratio | IQR | rounds | per op (us) | target |",
+        "| --- | --- | --- | ---: | --- | ---: | ---: | --- |",
     ]
     for row in rows:
         if row.variant == row.baseline:
@@ -148,6 +150,6 @@ def format_table(rows: Sequence[Row]) -> str:
         unit = f" ({row.note})" if row.note else ""
         lines.append(
             f"| {row.case} | {row.variant}{unit} | {row.baseline} | {ratio} | {iqr} "
-            f"| {per_op} | {target} |"
+            f"| {row.rounds or ''} | {per_op} | {target} |"
         )
     return "\n".join(lines)

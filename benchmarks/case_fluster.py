@@ -98,6 +98,7 @@ def _measure(pool_submit: Submit, ppe_submit: Submit, ops: int, rounds: int) -> 
                 q3,
                 _percentile(ours, 0.5) * 1e6,
                 target="<=1000us p50" if label.startswith("no-op") else "",
+                rounds=len(ratios),
                 note=(
                     f"p50 {_percentile(ours, 0.5) * 1e6:.0f} us, p99 "
                     f"{_percentile(ours, 0.99) * 1e6:.0f} us; ProcessPoolExecutor p50 "
@@ -118,6 +119,7 @@ def _measure(pool_submit: Submit, ppe_submit: Submit, ops: int, rounds: int) -> 
             q3,
             statistics.median(flight["WorkerPool"]) / ops * 1e6,
             target=">=0.5x",
+            rounds=len(ratios),
             note=(
                 f"throughput ratio; {ops / statistics.median(flight['WorkerPool']):.0f} vs "
                 f"{ops / statistics.median(flight['ProcessPoolExecutor']):.0f} tasks/s"

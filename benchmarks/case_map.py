@@ -91,7 +91,8 @@ def _memory_rows(n: int, runs: int) -> list[Row]:
                 q3,
                 float("nan"),
                 target="<=1.05x" if key else "",
-                note=f"{label}, {runs} process pairs, baseline median "
+                rounds=runs,
+                note=f"{label}, fresh process pairs, baseline median "
                 f"{statistics.median(value(b) for b in base) / 1024:.1f} MiB",
             )
         )

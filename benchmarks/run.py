@@ -25,35 +25,52 @@ from _harness import Row, format_table
 
 @dataclass(frozen=True)
 class Sizes:
+    """Operations per round, and rounds, for each case."""
+
     executor_ops: int
+    executor_rounds: int
     thread_ops: int
+    thread_rounds: int
     map_ops: int
+    map_rounds: int
     memory_items: int
     memory_runs: int
     bind_ops: int
+    bind_rounds: int
     fluster_ops: int
-    rounds: int
+    fluster_rounds: int
 
 
+# Short rounds, many of them: a round pairs each variant with the baseline run
+# just before or after it, so slow drift in the machine's load cancels out,
+# and the median over many pairs damps the scheduling noise of each.
 FULL = Sizes(
-    executor_ops=4000,
-    thread_ops=300,
-    map_ops=20_000,
+    executor_ops=500,
+    executor_rounds=201,
+    thread_ops=100,
+    thread_rounds=101,
+    map_ops=2_000,
+    map_rounds=101,
     memory_items=100_000,
-    memory_runs=4,
-    bind_ops=100_000,
+    memory_runs=3,
+    bind_ops=20_000,
+    bind_rounds=101,
     fluster_ops=500,
-    rounds=41,
+    fluster_rounds=10,
 )
 SMOKE = Sizes(
     executor_ops=20,
+    executor_rounds=2,
     thread_ops=3,
+    thread_rounds=2,
     map_ops=20,
+    map_rounds=2,
     memory_items=200,
     memory_runs=1,
     bind_ops=20,
+    bind_rounds=2,
     fluster_ops=5,
-    rounds=2,
+    fluster_rounds=1,
 )
 
 
@@ -83,10 +100,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--case", type=int, action="append", choices=range(1, 6), help="run only these cases"
     )
-    parser.add_argument("--rounds", type=int, help="interleaved rounds per comparison")
+    parser.add_argument(
+        "--rounds", type=int, help="interleaved rounds per comparison (default: per case)"
+    )
     args = parser.parse_args(argv)
     sizes = SMOKE if args.smoke else FULL
-    rounds = args.rounds or sizes.rounds
     cases = set(args.case or range(1, 6))
 
     print(f"# contextthreads benchmarks{' (smoke: numbers mean nothing)' if args.smoke else ''}")
@@ -97,27 +115,29 @@ def main(argv: list[str] | None = None) -> int:
     if 1 in cases:
         import case_executor
 
-        rows += case_executor.run(sizes.executor_ops, rounds)
+        rows += case_executor.run(sizes.executor_ops, args.rounds or sizes.executor_rounds)
     if 2 in cases:
         import case_thread
 
-        rows += case_thread.run(sizes.thread_ops, rounds)
+        rows += case_thread.run(sizes.thread_ops, args.rounds or sizes.thread_rounds)
     if 3 in cases:
         import case_map
 
-        rows += case_map.run(sizes.map_ops, rounds, sizes.memory_items, sizes.memory_runs)
+        rows += case_map.run(
+            sizes.map_ops, args.rounds or sizes.map_rounds, sizes.memory_items, sizes.memory_runs
+        )
     if 4 in cases:
         import case_bind
 
-        rows += case_bind.run(sizes.bind_ops, rounds)
+        rows += case_bind.run(sizes.bind_ops, args.rounds or sizes.bind_rounds)
     if 5 in cases:
         import case_fluster
 
-        rows += case_fluster.run(sizes.fluster_ops, rounds)
+        rows += case_fluster.run(sizes.fluster_ops, args.rounds or sizes.fluster_rounds)
     print(format_table(rows))
     print()
     print(
-        f"{rounds} interleaved rounds per comparison; ratio = median over rounds of "
+        "Interleaved rounds per comparison (see the table's notes); ratio = median over rounds of "
         f"(variant time / baseline time in the same round); IQR = its quartiles. "
         f"Total {time.perf_counter() - started:.0f} s."
     )
