@@ -581,7 +581,7 @@ def _run_workers(
     # The suites mostly sleep (timeouts, shutdown waits), so shards overlap well
     # even on two cores.
     with tempfile.TemporaryDirectory() as tmp:
-        base = [sys.executable, __file__, "--worker", suite, "--target", target]
+        base = [sys.executable, os.path.abspath(__file__), "--worker", suite, "--target", target]
         base += ["--timeout", str(timeout)]
         if only is not None:
             only_file = os.path.join(tmp, "only.txt")
@@ -602,6 +602,9 @@ def _run_workers(
                 stderr=subprocess.PIPE,
                 text=True,
                 start_new_session=True,
+                # CPython's tests write scratch files (TESTFN) into the
+                # current directory, as under regrtest: keep them out of ours.
+                cwd=tmp,
             )
             running.append((proc, out))
         merged: dict[str, Any] = {"seconds": 0.0, "outcomes": {}}
