@@ -164,6 +164,18 @@ class ContextThreadPoolExecutor(ThreadPoolExecutor):
             # Before 3.14 the work item calls self.fn(*self.args) with no local
             # of its own, so a traceback does not pin the context; an unbound
             # Context.run saves allocating a bound method per task.
+            if len(self._threads) < self._max_workers and threads_inherit_context():
+                # This submit() may create a worker, in the caller's context.
+                # Where new threads inherit it, hand them an empty one instead.
+                return _context_run(  # type: ignore[no-any-return]
+                    contextvars.Context(),
+                    super().submit,
+                    _context_run,
+                    _copy_context(),
+                    fn,
+                    *args,
+                    **kwargs,
+                )
             if kwargs:
                 return super().submit(_context_run, _copy_context(), fn, *args, **kwargs)
             return super().submit(_context_run, _copy_context(), fn, *args)
@@ -190,11 +202,14 @@ class ContextThreadPoolExecutor(ThreadPoolExecutor):
     # every item before it returns, each taking a copy of the map()-time
     # context, and wrapping fn as well would copy every context twice.
 
-    def _adjust_thread_count(self) -> None:
-        # This is where workers are created, in the submitter's context. Where
-        # new threads inherit it, hand them an empty one instead. A full pool
-        # creates none: skip the check on that path, taken by every submit().
-        if len(self._threads) < self._max_workers and threads_inherit_context():
-            contextvars.Context().run(super()._adjust_thread_count)
-        else:
-            super()._adjust_thread_count()
+    if sys.version_info >= (3, 14):
+
+        def _adjust_thread_count(self) -> None:
+            # This is where workers are created, in the submitter's context.
+            # Where new threads inherit it, hand them an empty one instead. A
+            # full pool creates none: skip the check on that path, taken by
+            # every submit(). (Before 3.14 our submit() does this.)
+            if len(self._threads) < self._max_workers and threads_inherit_context():
+                contextvars.Context().run(super()._adjust_thread_count)
+            else:
+                super()._adjust_thread_count()
