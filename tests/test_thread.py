@@ -366,3 +366,27 @@ def test_subclass_overriding_start_keeps_semantics() -> None:
 
     contextvars.Context().run(body)
     assert seen == ["set inside start"]
+
+
+@pytest.mark.parametrize("explicit", [False, True], ids=["copied", "explicit-context"])
+def test_excepthook_runs_outside_the_threads_context(explicit: bool) -> None:
+    """threading.excepthook runs outside the context run() ran in, as on CPython 3.14.
+
+    3.14's bootstrap calls ``self._context.run(self.run)`` inside the try that
+    feeds the excepthook, so the hook sees the thread's own empty context, not
+    the values the thread ran with; ours does the same on every version.
+    """
+    seen: list[str] = []
+    saved = threading.excepthook
+    threading.excepthook = lambda args: seen.append(var.get("unset"))
+
+    def body() -> None:
+        var.set("run context")
+        context = contextvars.copy_context() if explicit else None
+        joined(_started(ContextThread(target=lambda: 1 / 0, context=context)))
+
+    try:
+        contextvars.Context().run(body)
+    finally:
+        threading.excepthook = saved
+    assert seen == ["unset"]
