@@ -1,4 +1,4 @@
-"""Shared test configuration: the hypothesis profile, the session check, the excepthook recorder.
+"""Shared test configuration: hypothesis profile, session check, excepthook recorder, bounded join.
 
 The ``threads`` profile is loaded unless ``HYPOTHESIS_PROFILE`` names another
 registered one (``threads-thorough`` runs many more examples).
@@ -13,6 +13,17 @@ from typing import Any, Callable, Iterator
 
 import pytest
 from hypothesis import HealthCheck, settings
+
+#: The bound on every wait in the thread tests.
+WAIT = 5.0
+
+
+def joined(thread: threading.Thread) -> threading.Thread:
+    """Join ``thread`` (bounded) and check it finished."""
+    thread.join(WAIT)
+    assert not thread.is_alive()
+    return thread
+
 
 # Threads make example timings noisy on a busy machine, so no deadline; the
 # example counts keep the whole core suite well under a minute per interpreter.

@@ -9,21 +9,13 @@ import threading
 from typing import Any
 
 import pytest
-from conftest import ExceptHookRecorder
+from conftest import WAIT, ExceptHookRecorder, joined
 
 import contextthreads
 from contextthreads import ContextThread
 from contextthreads._inherit import threads_inherit_context
 
-WAIT = 5.0
 var: contextvars.ContextVar[str] = contextvars.ContextVar("test_thread_var")
-
-
-def joined(thread: threading.Thread) -> threading.Thread:
-    """Join ``thread`` (bounded) and check it finished."""
-    thread.join(WAIT)
-    assert not thread.is_alive()
-    return thread
 
 
 def without_annotations(signature: inspect.Signature) -> inspect.Signature:

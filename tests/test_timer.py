@@ -8,22 +8,14 @@ import threading
 from typing import Any
 
 import pytest
-from conftest import ExceptHookRecorder
+from conftest import WAIT, ExceptHookRecorder, joined
 
 import contextthreads
 from contextthreads import ContextThread, ContextTimer
 
-WAIT = 5.0
 #: Long enough that a cancelled timer could never fire during a test run.
 NEVER = 3600.0
 var: contextvars.ContextVar[str] = contextvars.ContextVar("test_timer_var")
-
-
-def joined(thread: threading.Thread) -> threading.Thread:
-    """Join ``thread`` (bounded) and check it finished."""
-    thread.join(WAIT)
-    assert not thread.is_alive()
-    return thread
 
 
 def test_signature_is_the_stdlibs_plus_context() -> None:

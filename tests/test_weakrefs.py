@@ -16,11 +16,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Callable, Iterator
 
 import pytest
-from conftest import ExceptHookRecorder
+from conftest import WAIT, ExceptHookRecorder, joined
 
 from contextthreads import ContextThread, ContextThreadPoolExecutor, ContextTimer, bind
 
-WAIT = 5.0
 var: contextvars.ContextVar[Any] = contextvars.ContextVar("test_weakrefs_var")
 
 
@@ -52,12 +51,6 @@ def assert_collected(ref: weakref.ref[Payload]) -> None:
 def read_var() -> None:
     """Touch the variable, so the task really ran in the captured context."""
     assert isinstance(var.get(), Payload)
-
-
-def joined(thread: threading.Thread) -> None:
-    """Join ``thread`` (bounded) and check it finished."""
-    thread.join(WAIT)
-    assert not thread.is_alive()
 
 
 def drain(executor: ThreadPoolExecutor) -> None:

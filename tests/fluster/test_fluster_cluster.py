@@ -21,6 +21,7 @@ from contextthreads.fluster import (
     fluster_ctx_scope,
     worker_command,
 )
+from contextthreads.fluster._cluster import _LocalProcess
 
 pytest_plugins = ("fluster_fixtures",)
 
@@ -163,30 +164,7 @@ class CleanEnvLauncher:
         clean = {"PATH": os.environ.get("PATH", ""), **env}
         clean.update(FLUSTER_BIND_HOST="0.0.0.0", FLUSTER_ADVERTISE_HOST="127.0.0.1")
         process = subprocess.Popen(list(command), env=clean, stdin=subprocess.DEVNULL)
-        return _Process(process)
-
-
-class _Process:
-    def __init__(self, process: subprocess.Popen[bytes]) -> None:
-        self._process = process
-
-    @property
-    def pid(self) -> int | None:
-        return self._process.pid
-
-    def poll(self) -> int | None:
-        return self._process.poll()
-
-    def wait(self, timeout: float) -> int | None:
-        try:
-            return self._process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            return None
-
-    def terminate(self, grace: float) -> None:
-        if self._process.poll() is None:
-            self._process.kill()
-        self._process.wait(grace)
+        return _LocalProcess(process)
 
 
 def test_pool_through_a_remote_style_launcher() -> None:
