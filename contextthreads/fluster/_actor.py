@@ -1,5 +1,9 @@
 """Actors over signed HTTP: a server hosting named objects, and a client calling their methods.
 
+A method may also take over a connection: ``ActorClient.stream(method)``
+opens a signed frame stream (``_stream``) served by ``method(channel)`` on
+the server, for many calls over one connection.
+
 Arguments, results and exceptions travel as cloudpickle. A remote exception
 is raised on the caller with its own type and message, its remote traceback
 chained as ``__cause__``; one that cannot be pickled arrives as
@@ -11,17 +15,19 @@ from __future__ import annotations
 import logging
 import threading
 import traceback
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from . import _pickle
 from ._context import fluster_ctx
-from ._http import Reply, SignedServer, post
+from ._http import Reply, SignedServer, StreamServe, post
+from ._stream import FrameChannel, connect
 
 __all__ = ("ActorClient", "ActorServer", "RemoteError", "RemoteTraceback")
 
 logger = logging.getLogger("contextthreads.fluster")
 
 _CALL_PATH = "/call"
+_STREAM_PATH = "/stream"
 
 
 class RemoteError(Exception):
@@ -66,13 +72,25 @@ def decode_reply(data: bytes) -> tuple[bool, Any]:
     return False, value
 
 
-def _error_reply(exc: BaseException) -> bytes:
+def encode_error(exc: BaseException) -> bytes:
+    """Return the reply body reporting ``exc``, with its traceback; ``decode_reply()``'s input."""
     text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     try:
         return _pickle.dumps(("error", exc, text))
     except Exception:
         stand_in = RemoteError(type(exc).__qualname__, str(exc), text)
         return _pickle.dumps(("error", stand_in, text))
+
+
+def encode_result(value: object, what: str) -> bytes:
+    """Return the reply body carrying ``value``, the result of ``what`` (as in ``f()``).
+
+    A value that cannot be pickled is reported as a ``TypeError`` instead.
+    """
+    try:
+        return _pickle.dumps(("ok", value, ""))
+    except Exception as exc:
+        return encode_error(TypeError(f"the result of {what} cannot be sent: {exc}"))
 
 
 class ActorServer:
@@ -103,6 +121,7 @@ class ActorServer:
             fluster_ctx().secret if secret is None else secret,
             self._dispatch,
             "fluster-actor-server",
+            self._open_stream,
         )
 
     @property
@@ -135,25 +154,36 @@ class ActorServer:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
+    def _method(self, actor_name: object, method_name: object) -> Callable[..., Any]:
+        with self._lock:
+            actor = self._actors.get(actor_name) if isinstance(actor_name, str) else None
+        if actor is None:
+            raise LookupError(f"no actor named {actor_name!r} on this server")
+        if not isinstance(method_name, str) or method_name.startswith("_"):
+            raise AttributeError(f"{method_name!r} is not a public method of {actor_name!r}")
+        method: Callable[..., Any] = getattr(actor, method_name)
+        return method
+
     def _dispatch(self, method: str, path: str, body: bytes) -> Reply:
         if path != _CALL_PATH or method != "POST":
             return 404, b"not found\n"
+
         try:
             actor_name, method_name, args, kwargs = _pickle.loads(body)
-            with self._lock:
-                actor = self._actors.get(actor_name)
-            if actor is None:
-                raise LookupError(f"no actor named {actor_name!r} on this server")
-            if not isinstance(method_name, str) or method_name.startswith("_"):
-                raise AttributeError(f"{method_name!r} is not a public method of {actor_name!r}")
-            value = getattr(actor, method_name)(*args, **kwargs)
+            value = self._method(actor_name, method_name)(*args, **kwargs)
         except BaseException as exc:
-            return 200, _error_reply(exc)
+            return 200, encode_error(exc)
+        return 200, encode_result(value, f"{actor_name}.{method_name}()")
+
+    def _open_stream(self, path: str, body: bytes) -> StreamServe | Reply:
+        if path != _STREAM_PATH:
+            return 404, b"not found\n"
         try:
-            return 200, _pickle.dumps(("ok", value, ""))
+            actor_name, method_name = _pickle.loads(body)
+            serve: StreamServe = self._method(actor_name, method_name)
         except Exception as exc:
-            problem = TypeError(f"the result of {actor_name}.{method_name}() cannot be sent: {exc}")
-            return 200, _error_reply(problem)
+            return 404, f"{type(exc).__name__}: {exc}\n".encode("utf-8", "replace")
+        return serve
 
 
 class ActorClient:
@@ -183,6 +213,20 @@ class ActorClient:
         """POST an ``encode_call()`` body; return the verified reply. Raises ``RpcError``."""
         return post(
             self.url, _CALL_PATH, body, self._secret, self.timeout if timeout is None else timeout
+        )
+
+    def stream(self, method: str, timeout: float | None = None) -> FrameChannel:
+        """Open a frame stream served by the actor's ``method(channel)``; return our end.
+
+        ``timeout`` (default: the client's) bounds connecting and the
+        handshake, and stays on the channel until changed. Raises ``RpcError``.
+        """
+        return connect(
+            self.url,
+            _STREAM_PATH,
+            self._secret,
+            _pickle.dumps((self.actor_name, method)),
+            self.timeout if timeout is None else timeout,
         )
 
     def call(self, method: str, /, *args: Any, **kwargs: Any) -> Any:

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import collections
 import enum
 import logging
+import socket
 import threading
+import time
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
 from .._thread import ContextThread
-from ._actor import ActorClient, decode_reply, encode_call
+from ._actor import ActorClient, decode_reply
 from ._executor import worker_actor_name
-from ._http import RpcError
+from ._http import RpcConnectionError, RpcError, RpcTimeoutError
+
+if TYPE_CHECKING:
+    from ._stream import FrameChannel
 
 if TYPE_CHECKING:
     from ._pool import WorkerPool
@@ -53,6 +59,8 @@ class _Worker:
         self.endpoint_url: str | None = None
         self.pid: int | None = None
         self.current_task_id: str | None = None
+        #: Tasks sent to the worker and not answered yet, oldest (the running one) first.
+        self.in_flight: collections.deque[_Task] = collections.deque()
         self.tasks_completed = 0
         self.tasks_failed = 0
         self.error: str | None = None
@@ -73,19 +81,30 @@ class _Worker:
 
 
 class WorkerDispatcher:
-    """Feed one worker: find its endpoint, then send it tasks from the pool's queue, one at a time.
+    """Feed one worker: find its endpoint, then stream it tasks from the pool's queue.
 
     Runs on a ``thread_class`` thread (``ContextThread``), started in the
     context of whoever calls ``start()``: the resolver reads the
-    FlusterContext from there. All state it changes lives in the pool, under
-    the pool's lock.
+    FlusterContext from there. Tasks go over one signed frame stream to the
+    worker, which runs them one at a time. While a task runs, the next may
+    already wait in the connection (up to ``max_in_flight`` in all), but only
+    when no other worker is idle and it is small, so the worker never waits
+    for the network between tasks. All state it changes lives in the pool,
+    under the pool's lock.
     """
 
     thread_class: ClassVar[Callable[..., threading.Thread]] = ContextThread
+    #: Tasks handed to one worker at once: the running one, and one waiting.
+    max_in_flight: ClassVar[int] = 2
+    #: Largest serialized task sent to a busy worker; bigger ones wait for an idle one.
+    max_waiting_size: ClassVar[int] = 32 * 1024
 
     def __init__(self, pool: WorkerPool, worker: _Worker) -> None:
         self._pool = pool
         self._worker = worker
+        self._channel: FrameChannel | None = None
+        # When the oldest task in flight started to count against the timeout.
+        self._clock = 0.0
         self._thread = self.thread_class(
             target=self._run,
             name=f"fluster-dispatch-{pool.pool_id}-{worker.worker_id}",
@@ -103,24 +122,43 @@ class WorkerDispatcher:
 
     def _run(self) -> None:
         try:
-            if not self._discover():
-                return
-            while True:
-                task = self._pool._next_task(self._worker)
+            if self._discover():
+                self._dispatch()
+        except BaseException as exc:
+            logger.exception("dispatcher for %s crashed", self._worker.worker_id)
+            self._pool._tasks_lost(self._worker, RuntimeError(f"dispatcher crashed: {exc!r}"))
+            raise
+        finally:
+            if self._channel is not None:
+                self._channel.close()
+
+    def _dispatch(self) -> None:
+        pool, worker = self._pool, self._worker
+        while True:
+            if not worker.in_flight:
+                task = pool._next_task(worker)
                 if task is _STOP:
                     return
                 if task is None:
-                    code = self._pool._exit_code(self._worker)
+                    code = pool._exit_code(worker)
                     if code is not None:
-                        self._pool._worker_failed(self._worker, f"job exited with code {code}")
+                        pool._worker_failed(worker, f"job exited with code {code}")
                         return
                     continue
                 assert isinstance(task, _Task)
-                self._execute(task)
-        except BaseException as exc:
-            logger.exception("dispatcher for %s crashed", self._worker.worker_id)
-            self._pool._worker_failed(self._worker, f"dispatcher crashed: {exc!r}")
-            raise
+                self._clock = time.monotonic()
+            elif len(worker.in_flight) < self.max_in_flight:
+                task = pool._next_task_nowait(worker, self.max_waiting_size)
+                if task is None:
+                    if not self._receive():
+                        return
+                    continue
+            else:
+                if not self._receive():
+                    return
+                continue
+            if not self._send(task):
+                return
 
     def _discover(self) -> bool:
         delay = 0.02
@@ -147,25 +185,63 @@ class WorkerDispatcher:
             delay = min(delay * 2, 0.5)
         return False
 
-    def _execute(self, task: _Task) -> None:
+    def _send(self, task: _Task) -> bool:
+        # Returns whether the worker is still usable; if not, its tasks are settled.
         worker = self._worker
-        assert worker.endpoint_url is not None
-        client = ActorClient(
-            worker.endpoint_url,
-            worker.worker_name,
-            secret=self._pool._secret,
-            timeout=self._pool._timeout,
-        )
         try:
-            reply = client.send(encode_call(worker.worker_name, "execute", (task.payload,), {}))
-        except Exception as exc:  # RpcError, or anything else: the task did not come back
-            self._pool._task_lost(worker, task, exc)
-            return
+            if self._channel is None:
+                assert worker.endpoint_url is not None
+                self._channel = ActorClient(
+                    worker.endpoint_url,
+                    worker.worker_name,
+                    secret=self._pool._secret,
+                    timeout=self._pool._timeout,
+                ).stream("serve")
+            # A send blocks only while the worker, busy with a task, reads nothing.
+            self._channel.settimeout(self._pool._timeout)
+            self._channel.send(task.payload)
+        except Exception as exc:  # RpcError or OSError: the worker cannot be reached
+            self._pool._tasks_lost(worker, _rpc_error(exc, worker))
+            return False
+        return True
+
+    def _receive(self) -> bool:
+        # Settles the oldest task in flight; returns whether the worker is still usable.
+        worker = self._worker
+        assert self._channel is not None
+        try:
+            remaining = self._clock + self._pool._timeout - time.monotonic()
+            if remaining <= 0:
+                raise socket.timeout("timed out")
+            self._channel.settimeout(remaining)
+            reply = self._channel.recv()
+            if reply is None:
+                raise RpcConnectionError(f"{worker.endpoint_url} closed the connection")
+        except Exception as exc:
+            self._pool._tasks_lost(worker, _rpc_error(exc, worker, self._pool._timeout))
+            return False
+        # The next task in flight has been waiting in the connection; it runs from now.
+        self._clock = time.monotonic()
         try:
             ok, value = decode_reply(reply)
         except Exception as exc:  # the result or exception does not unpickle here
             ok, value = False, exc
-        self._pool._task_finished(worker, task, ok, value)
+        self._pool._task_finished(worker, ok, value)
+        return True
+
+
+def _rpc_error(exc: Exception, worker: _Worker, timeout: float | None = None) -> Exception:
+    if isinstance(exc, RpcError):
+        return exc
+    where = worker.endpoint_url
+    if isinstance(exc, socket.timeout):
+        error: Exception = RpcTimeoutError(f"no answer from {where} within {timeout}s")
+    elif isinstance(exc, OSError):
+        error = RpcConnectionError(f"{where}: {type(exc).__name__}: {exc}")
+    else:
+        return exc
+    error.__cause__ = exc
+    return error
 
 
 _STOP = object()

@@ -9,9 +9,10 @@ import threading
 from typing import Any
 
 from . import _pickle
-from ._actor import ActorServer
+from ._actor import ActorServer, encode_error, encode_result
 from ._context import fluster_ctx
 from ._controller import ControllerClient
+from ._stream import FrameChannel
 
 __all__ = ("serve_worker", "worker_actor_name")
 
@@ -23,19 +24,37 @@ def worker_actor_name(pool_id: str, index: int) -> str:
     return f"_workerpool_{pool_id}:worker-{index}"
 
 
+def _call(fn: Any, args: Any, kwargs: Any, values: Any) -> Any:
+    for var, value in values:
+        var.set(value)
+    return fn(*args, **kwargs)
+
+
 class _TaskExecutor:
     """The actor each worker hosts: run pickled callables (thread-safe, stateless)."""
 
-    def execute(self, payload: bytes) -> Any:
-        fn, args, kwargs, values = _pickle.loads(payload)
+    def serve(self, channel: FrameChannel) -> None:
+        """Run the tasks arriving on ``channel`` one at a time, answering each with its outcome.
 
-        def call() -> Any:
-            for var, value in values:
-                var.set(value)
-            return fn(*args, **kwargs)
-
-        # Each task in its own context: one task's values never reach the next.
-        return contextvars.copy_context().run(call)
+        Each task is ``(fn, args, kwargs, values)`` as ``WorkerPool.submit``
+        packs it, and runs with ``values`` set in a fresh copy of this
+        thread's context. The dispatcher may send the next task before this
+        one's answer; it waits in the connection. Returns when the dispatcher
+        closes the stream.
+        """
+        while True:
+            payload = channel.recv()
+            if payload is None:
+                return
+            try:
+                fn, args, kwargs, values = _pickle.loads(payload)
+                # Each task in its own context: one task's values never reach the next.
+                value = contextvars.copy_context().run(_call, fn, args, kwargs, values)
+            except BaseException as exc:
+                reply = encode_error(exc)
+            else:
+                reply = encode_result(value, f"{_pickle.callable_name(fn)}()")
+            channel.send(reply)
 
     def ping(self) -> int:
         return os.getpid()

@@ -3,7 +3,8 @@
 Servers check the signature before they look at the body, and answer 401 to
 anything unsigned or signed with another secret; clients check the reply's
 signature before they hand its body on. Plain ``http.server`` and
-``http.client``: one request per connection, bodies of any bytes.
+``http.client``: one request per connection, bodies of any bytes. A signed
+request may instead upgrade its connection to a frame stream (``_stream``).
 """
 
 from __future__ import annotations
@@ -13,16 +14,21 @@ import hashlib
 import hmac
 import http.client
 import logging
+import os
 import socket
 import threading
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Tuple, Union
 
 from .._thread import ContextThread
 
+if TYPE_CHECKING:
+    from ._stream import FrameChannel
+
 __all__ = (
     "SIGNATURE_HEADER",
+    "STREAM_PROTOCOL",
     "RpcAuthError",
     "RpcConnectionError",
     "RpcError",
@@ -37,12 +43,17 @@ __all__ = (
 logger = logging.getLogger("contextthreads.fluster")
 
 SIGNATURE_HEADER = "X-Fluster-Signature"
+#: The ``Upgrade`` token of a signed frame stream.
+STREAM_PROTOCOL = "fluster-stream"
 #: Requests larger than this are refused (413) without being read.
 MAX_BODY = 256 * 1024 * 1024
 _SIGNATURE_LENGTH = 64
 
 #: (HTTP status, body) as a server's dispatch function returns it.
 Reply = Tuple[int, bytes]
+#: What a server's stream opener returns: a function that serves the stream, or a refusal.
+StreamServe = Callable[["FrameChannel"], None]
+StreamOpener = Callable[[str, bytes], Union[StreamServe, Reply]]
 
 
 class RpcError(Exception):
@@ -84,6 +95,8 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.0"
     # Bounds how long a silent client can hold a server thread.
     timeout = 30
+    # Replies and stream frames are small writes answered at once: don't hold them back.
+    disable_nagle_algorithm = True
 
     def __getattr__(self, name: str) -> Any:
         # Every method, known or not, gets the same treatment: no signature, 401.
@@ -123,6 +136,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._refuse()
             return
         path = urllib.parse.urlsplit(self.path).path
+        if self.headers.get("Upgrade", "").strip().lower() == STREAM_PROTOCOL:
+            self._upgrade(path, body)
+            return
         try:
             status, reply = self.server.dispatch(self.command, path, body)
         except Exception:
@@ -131,6 +147,52 @@ class _Handler(BaseHTTPRequestHandler):
             )
             status, reply = 500, b"internal server error\n"
         self._reply(status, reply, signed=True)
+
+    def _upgrade(self, path: str, body: bytes) -> None:
+        from . import _stream
+
+        self.close_connection = True
+        opener = self.server.open_stream
+        if opener is None or self.command != "POST":
+            self._reply(404, b"no streams here\n", signed=True)
+            return
+        if len(body) < _stream.NONCE_SIZE:
+            self._reply(400, b"a stream request starts with a nonce\n", signed=True)
+            return
+        client_nonce = body[: _stream.NONCE_SIZE]
+        try:
+            opened = opener(path, body[_stream.NONCE_SIZE :])
+        except Exception:
+            logger.exception(
+                "fluster server %s failed to open a stream on %s", self.server.name, path
+            )
+            opened = 500, b"internal server error\n"
+        if isinstance(opened, tuple):
+            self._reply(*opened, signed=True)
+            return
+        server_nonce = os.urandom(_stream.NONCE_SIZE)
+        secret = self.server.secret
+        self.send_response(101)
+        self.send_header("Connection", "Upgrade")
+        self.send_header("Upgrade", STREAM_PROTOCOL)
+        self.send_header(_stream.NONCE_HEADER, server_nonce.hex())
+        self.send_header(
+            SIGNATURE_HEADER, _stream.accept_signature(secret, client_nonce, server_nonce)
+        )
+        self.end_headers()
+        # A stream idles between calls for as long as its client likes; it ends with the
+        # client's connection, or with this process.
+        self.connection.settimeout(None)
+        channel = _stream.server_channel(
+            self.connection, self.rfile, secret, client_nonce, server_nonce
+        )
+        try:
+            opened(channel)
+        except (RpcAuthError, RpcProtocolError) as exc:
+            # A forged, replayed or mangled frame: the stream is over, and someone should know.
+            logger.warning(
+                "%s: stream from %s dropped: %s", self.server.name, self.client_address, exc
+            )
 
     def log_message(self, format: str, *args: Any) -> None:
         logger.debug("%s %s: " + format, self.server.name, self.address_string(), *args)
@@ -143,7 +205,10 @@ class SignedServer(ThreadingHTTPServer):
     0 for any free one) and nobody can take it between binding and serving.
     ``dispatch(method, path, body)`` runs on a ``ContextThread`` per request,
     in a copy of the context current at construction, and returns
-    ``(status, body)``; its replies are signed. ``start()`` serves from a
+    ``(status, body)``; its replies are signed. A request upgrading to a
+    frame stream goes to ``open_stream(path, body)`` instead, which returns
+    the function that serves the stream on that thread, or ``(status, body)``
+    to refuse it. ``start()`` serves from a
     background thread; ``close()`` stops serving and frees the port. Both are
     safe to call from any thread other than the serving one.
     """
@@ -158,6 +223,7 @@ class SignedServer(ThreadingHTTPServer):
         secret: str,
         dispatch: Callable[[str, str, bytes], Reply],
         name: str,
+        open_stream: StreamOpener | None = None,
     ) -> None:
         if not secret:
             raise ValueError("a SignedServer needs a non-empty secret")
@@ -165,6 +231,7 @@ class SignedServer(ThreadingHTTPServer):
             self.address_family = socket.AF_INET6
         self.secret = secret
         self.dispatch = dispatch
+        self.open_stream = open_stream
         self.name = name
         self._base_context = contextvars.copy_context()
         self._thread: threading.Thread | None = None

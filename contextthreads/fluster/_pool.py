@@ -414,17 +414,41 @@ class WorkerPool:
             while True:
                 if self._stopping.is_set() or worker.status is WorkerStatus.FAILED:
                     return _STOP
-                while self._queue:
-                    task = self._queue.popleft()
-                    if not task.started:
-                        if not task.future.set_running_or_notify_cancel():
-                            continue  # cancelled while queued
-                        task.started = True
-                    worker.status = WorkerStatus.BUSY
-                    worker.current_task_id = task.task_id
+                task = self._pop_locked(worker)
+                if task is not None:
                     return task
                 if not self._lock.wait(0.5):
                     return None  # a chance to notice that the job died while idle
+
+    def _next_task_nowait(self, worker: _Worker, max_size: int) -> _Task | None:
+        """Hand a busy worker one more task, if no other worker is idle to take it.
+
+        Only a task of at most ``max_size`` bytes: it waits in the connection
+        behind the running one, and must fit in the socket buffers there.
+        """
+        with self._lock:
+            if (
+                self._stopping.is_set()
+                or worker.status is WorkerStatus.FAILED
+                or not self._queue
+                or len(self._queue[0].payload) > max_size
+                or any(w.status is WorkerStatus.IDLE for w in self._workers)
+            ):
+                return None
+            return self._pop_locked(worker)
+
+    def _pop_locked(self, worker: _Worker) -> _Task | None:
+        while self._queue:
+            task = self._queue.popleft()
+            if not task.started:
+                if not task.future.set_running_or_notify_cancel():
+                    continue  # cancelled while queued
+                task.started = True
+            worker.in_flight.append(task)
+            worker.status = WorkerStatus.BUSY
+            worker.current_task_id = worker.in_flight[0].task_id
+            return task
+        return None
 
     def _worker_ready(self, worker: _Worker, endpoint: ResolvedEndpoint) -> bool:
         with self._lock:
@@ -439,6 +463,7 @@ class WorkerPool:
         return True
 
     def _worker_failed(self, worker: _Worker, reason: str) -> None:
+        """Mark ``worker`` FAILED for ``reason`` and stop its job; it must hold no task."""
         with self._lock:
             if worker.status is WorkerStatus.FAILED:
                 return
@@ -466,11 +491,13 @@ class WorkerPool:
                 orphans, PoolBrokenError(f"every worker of pool {self._pool_id} failed; {reasons}")
             )
 
-    def _task_finished(self, worker: _Worker, task: _Task, ok: bool, value: Any) -> None:
+    def _task_finished(self, worker: _Worker, ok: bool, value: Any) -> None:
+        """Settle the oldest task ``worker`` holds with its outcome."""
         with self._lock:
-            if worker.status is WorkerStatus.BUSY:
+            task = worker.in_flight.popleft()
+            if worker.status is WorkerStatus.BUSY and not worker.in_flight:
                 worker.status = WorkerStatus.IDLE
-            worker.current_task_id = None
+            worker.current_task_id = worker.in_flight[0].task_id if worker.in_flight else None
             if ok:
                 worker.tasks_completed += 1
                 self._tasks_completed += 1
@@ -483,51 +510,71 @@ class WorkerPool:
         else:
             task.future.set_exception(value)
 
-    def _task_lost(self, worker: _Worker, task: _Task, exc: Exception) -> None:
-        # A refused connection never delivered the task: re-queue it for free.
+    def _tasks_lost(self, worker: _Worker, exc: Exception) -> None:
+        """Fail ``worker`` after ``exc`` cut it off: re-queue or fail every task it held.
+
+        Tasks are re-run only while they have retries left, since each may
+        have run (a sent task is never known not to have started), except
+        when the connection was refused: then none was delivered.
+        """
         undelivered = isinstance(exc, RpcConnectionError) and isinstance(
             exc.__cause__, ConnectionRefusedError
         )
         reason = f"{type(exc).__name__}: {exc}"
-        error: BaseException | None = None
+        failed: list[tuple[_Task, BaseException]] = []
+        requeued = 0
         with self._lock:
+            held = list(worker.in_flight)
+            if worker.status is WorkerStatus.FAILED and not held:
+                return
+            worker.in_flight.clear()
             worker.status = WorkerStatus.FAILED
             worker.current_task_id = None
-            worker.error = f"lost while running {task.task_id}: {reason}"
-            if self._stopping.is_set():
-                error = PoolShutdownError(
-                    f"pool {self._pool_id} shut down while {task.task_id} ({task.fn_name}) "
-                    f"ran on {worker.worker_id}"
-                )
-            elif undelivered or task.retries_left > 0:
-                if not undelivered:
-                    task.retries_left -= 1
-                self._queue.appendleft(task)
-            else:
-                error = WorkerFailedError(
-                    f"{worker.worker_id} (job {worker.job_id}, pid {worker.pid}) failed while "
-                    f"running {task.task_id} ({task.fn_name}): {reason}",
-                    worker_id=worker.worker_id,
-                    job_id=worker.job_id,
-                    task_id=task.task_id,
-                )
-            if error is not None:
-                worker.tasks_failed += 1
-                self._tasks_failed += 1
+            worker.error = f"lost while running {held[0].task_id}: {reason}" if held else reason
+            for position, task in enumerate(held):
+                if self._stopping.is_set():
+                    failed.append((task, self._shutdown_error(worker, task)))
+                elif undelivered or task.retries_left > 0:
+                    if not undelivered:
+                        task.retries_left -= 1
+                    self._queue.insert(requeued, task)
+                    requeued += 1
+                else:
+                    failed.append((task, self._failed_error(worker, task, position, reason)))
+            worker.tasks_failed += len(failed)
+            self._tasks_failed += len(failed)
             orphans = self._orphans_locked()
             self._lock.notify_all()
         logger.warning(
-            "pool %s: %s failed during %s (%s)%s",
+            "pool %s: %s failed holding %s (%s); %d re-queued",
             self._pool_id,
             worker.worker_id,
-            task.task_id,
+            ", ".join(task.task_id for task in held) or "no task",
             reason,
-            "" if error is not None else "; task re-queued",
+            requeued,
         )
-        if error is not None:
+        for task, error in failed:
             task.future.set_exception(error)
         self._fail_orphans(orphans)
         self._terminate_worker(worker)
+
+    def _shutdown_error(self, worker: _Worker, task: _Task) -> PoolShutdownError:
+        return PoolShutdownError(
+            f"pool {self._pool_id} shut down while {task.task_id} ({task.fn_name}) "
+            f"ran on {worker.worker_id}"
+        )
+
+    def _failed_error(
+        self, worker: _Worker, task: _Task, position: int, reason: str
+    ) -> WorkerFailedError:
+        where = "while running" if position == 0 else "before it could run"
+        return WorkerFailedError(
+            f"{worker.worker_id} (job {worker.job_id}, pid {worker.pid}) failed {where} "
+            f"{task.task_id} ({task.fn_name}): {reason}",
+            worker_id=worker.worker_id,
+            job_id=worker.job_id,
+            task_id=task.task_id,
+        )
 
     def _terminate_worker(self, worker: _Worker) -> None:
         if self._stopping.is_set():
