@@ -9,6 +9,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextvars
 import os
+import queue
 import signal
 import threading
 import urllib.parse
@@ -32,6 +33,7 @@ from contextthreads.fluster import (
     WorkerPoolConfig,
     fluster_ctx_scope,
 )
+from contextthreads.fluster._dispatch import _Task
 from contextthreads.fluster._http import SIGNATURE_HEADER, sign
 
 pytest_plugins = ("fluster_fixtures",)
@@ -283,6 +285,134 @@ def test_two_pools_in_two_contexts_stay_apart(cluster: LocalCluster) -> None:
     finally:
         for pool in pools.values():
             pool.shutdown(wait=True)
+
+
+# -- tasks in flight ------------------------------------------------------------
+
+
+def recording_pool(
+    cluster: LocalCluster, job_id: str, config: WorkerPoolConfig
+) -> tuple[WorkerPool, queue.Queue[tuple[str, int]]]:
+    """Enter a pool whose dispatchers report each task they send to the returned queue."""
+    sent: queue.Queue[tuple[str, int]] = queue.Queue()
+
+    class RecordingDispatcher(WorkerDispatcher):
+        def _send(self, task: _Task) -> bool:
+            delivered = super()._send(task)
+            sent.put((task.fn_name, len(self._worker.in_flight)))
+            return delivered
+
+    class RecordingPool(WorkerPool):
+        dispatcher_class = RecordingDispatcher
+
+    with fluster_ctx_scope(cluster.context(job_id)):
+        pool = RecordingPool(cluster.client(), config, timeout=WAIT).__enter__()
+    return pool, sent
+
+
+def hold_two(
+    pool: WorkerPool, sent: queue.Queue[tuple[str, int]], gate: Gate, busy_pid: int
+) -> tuple[concurrent.futures.Future[Any], concurrent.futures.Future[Any], int]:
+    """Queue a gated task and a small one behind the task running in ``busy_pid``, release
+    that one, and return both futures and the pid now running the gated task, once the
+    worker holds both: the small one waits in its connection."""
+    gated = pool.submit(fluster_tasks.report_and_wait, gate.address, "gated")
+    small = pool.submit(fluster_tasks.square, 3)
+    gate.release(busy_pid)
+    pid = gate.arrive()
+    assert sent.get(timeout=WAIT) == ("report_and_wait", 1)
+    assert sent.get(timeout=WAIT) == ("square", 2)
+    assert pool.status().tasks_queued == 0
+    return gated, small, pid
+
+
+def test_busy_worker_is_handed_its_next_small_task(cluster: LocalCluster, gate: Gate) -> None:
+    """A worker running a task, with no other worker idle, is sent the next small task at
+    once; it waits in the connection and runs when the first is done, in order."""
+    pool, sent = recording_pool(cluster, "job-hold", WorkerPoolConfig(num_workers=1))
+    try:
+        first = pool.submit(fluster_tasks.report_and_wait, gate.address, "first")
+        pid = gate.arrive()
+        assert sent.get(timeout=WAIT) == ("report_and_wait", 1)
+        gated, small, pid = hold_two(pool, sent, gate, pid)
+        assert first.result(WAIT) == "first"
+        [detail] = pool.status().worker_details
+        assert detail["status"] == "BUSY"
+        assert not small.done()
+        gate.release(pid)
+        assert (gated.result(WAIT), small.result(WAIT)) == ("gated", 9)
+        assert pool.status().tasks_completed == 3
+    finally:
+        pool.shutdown(wait=True)
+
+
+def test_large_task_is_not_sent_to_a_busy_worker(cluster: LocalCluster, gate: Gate) -> None:
+    """A task larger than ``max_waiting_size`` is sent only to a worker holding nothing,
+    so big payloads never queue up in a connection behind a running task."""
+    pool, sent = recording_pool(cluster, "job-large", WorkerPoolConfig(num_workers=1))
+    try:
+        running = pool.submit(fluster_tasks.report_and_wait, gate.address, "running")
+        pid = gate.arrive()
+        assert sent.get(timeout=WAIT) == ("report_and_wait", 1)
+        big = pool.submit(len, b"x" * (WorkerDispatcher.max_waiting_size + 1))
+        assert pool.status().tasks_queued == 1
+        gate.release(pid)
+        assert running.result(WAIT) == "running"
+        assert big.result(WAIT) == WorkerDispatcher.max_waiting_size + 1
+        assert sent.get(timeout=WAIT) == ("len", 1)
+    finally:
+        pool.shutdown(wait=True)
+
+
+def test_worker_killed_holding_two_tasks_fails_both(cluster: LocalCluster, gate: Gate) -> None:
+    """With no retries, a worker killed while running one task and holding the next fails
+    both with WorkerFailedError: a task sent to a worker is never known not to have run."""
+    pool, sent = recording_pool(
+        cluster, "job-hold-kill", WorkerPoolConfig(num_workers=1, max_retries=0)
+    )
+    try:
+        first = pool.submit(fluster_tasks.report_and_wait, gate.address, "first")
+        pid = gate.arrive()
+        assert sent.get(timeout=WAIT) == ("report_and_wait", 1)
+        gated, small, pid = hold_two(pool, sent, gate, pid)
+        assert first.result(WAIT) == "first"
+        gate.kill(pid)
+        with pytest.raises(WorkerFailedError, match="while running"):
+            gated.result(WAIT)
+        with pytest.raises(WorkerFailedError, match="before it could run"):
+            small.result(WAIT)
+        assert pool.status().tasks_failed == 2
+    finally:
+        pool.shutdown(wait=True)
+
+
+def test_worker_killed_holding_two_tasks_retries_both_in_order(
+    cluster: LocalCluster, gate: Gate
+) -> None:
+    """With a retry left, both tasks a killed worker held go back to the front of the
+    queue, in order, and complete on the other worker."""
+    pool, sent = recording_pool(
+        cluster, "job-hold-retry", WorkerPoolConfig(num_workers=2, max_retries=1)
+    )
+    try:
+        pool.wait_for_workers(timeout=WAIT)
+        busy = [pool.submit(fluster_tasks.report_and_wait, gate.address) for _ in range(2)]
+        pids = [gate.arrive(), gate.arrive()]
+        assert [sent.get(timeout=WAIT) for _ in pids] == [("report_and_wait", 1)] * 2
+        gated, small, victim = hold_two(pool, sent, gate, pids[0])
+        [other] = [p for p in pids if p != victim]
+        gate.kill(victim)
+        gate.release(other)
+        assert gate.arrive() == other
+        assert sent.get(timeout=WAIT) == ("report_and_wait", 1)
+        assert sent.get(timeout=WAIT) == ("square", 2)
+        gate.release(other)
+        assert (gated.result(WAIT), small.result(WAIT)) == ("gated", 9)
+        assert {f.result(WAIT) for f in busy} == set(pids)
+        status = pool.status()
+        assert (status.workers_failed, status.tasks_failed) == (1, 0)
+    finally:
+        pool.shutdown(wait=True)
 
 
 # -- faults -------------------------------------------------------------------
