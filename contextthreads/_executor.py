@@ -8,7 +8,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 from ._bind import _in_copies_of
-from ._inherit import threads_inherit_context
 
 if TYPE_CHECKING:
     from ._typing import P, T
@@ -164,18 +163,6 @@ class ContextThreadPoolExecutor(ThreadPoolExecutor):
             # Before 3.14 the work item calls self.fn(*self.args) with no local
             # of its own, so a traceback does not pin the context; an unbound
             # Context.run saves allocating a bound method per task.
-            if len(self._threads) < self._max_workers and threads_inherit_context():
-                # This submit() may create a worker, in the caller's context.
-                # Where new threads inherit it, hand them an empty one instead.
-                return _context_run(  # type: ignore[no-any-return]
-                    contextvars.Context(),
-                    super().submit,
-                    _context_run,
-                    _copy_context(),
-                    fn,
-                    *args,
-                    **kwargs,
-                )
             if kwargs:
                 return super().submit(_context_run, _copy_context(), fn, *args, **kwargs)
             return super().submit(_context_run, _copy_context(), fn, *args)
@@ -202,14 +189,15 @@ class ContextThreadPoolExecutor(ThreadPoolExecutor):
     # every item before it returns, each taking a copy of the map()-time
     # context, and wrapping fn as well would copy every context twice.
 
-    if sys.version_info >= (3, 14):
+    if sys.version_info >= (3, 14) and sys.flags.thread_inherit_context:
 
         def _adjust_thread_count(self) -> None:
-            # This is where workers are created, in the submitter's context.
-            # Where new threads inherit it, hand them an empty one instead. A
-            # full pool creates none: skip the check on that path, taken by
-            # every submit(). (Before 3.14 our submit() does this.)
-            if len(self._threads) < self._max_workers and threads_inherit_context():
+            # Workers are created here, inside submit(), in the submitter's
+            # context, which new threads inherit under this flag: hand them an
+            # empty one instead. A full pool creates none, and every submit()
+            # takes that path. (Without the flag, threads inherit only under
+            # install(), whose patch of ThreadPoolExecutor does the same.)
+            if len(self._threads) < self._max_workers:
                 contextvars.Context().run(super()._adjust_thread_count)
             else:
                 super()._adjust_thread_count()

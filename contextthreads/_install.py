@@ -189,12 +189,13 @@ def _patched_map(original: Callable[..., Any]) -> Callable[..., Any]:
 def _patched_adjust_thread_count(original: Callable[..., None]) -> Callable[..., None]:
     # Workers are created inside submit(), in the submitter's context; now
     # that threads inherit, give them an empty one so an idle worker pins
-    # nobody's values. ContextThreadPoolExecutor does this itself.
+    # nobody's values. ContextThreadPoolExecutor relies on this too. A full
+    # pool creates none, and every submit() takes that path.
     def _adjust_thread_count(self: ThreadPoolExecutor) -> None:
-        if not _enabled or isinstance(self, ContextThreadPoolExecutor):
-            original(self)
-        else:
+        if _enabled and len(self._threads) < self._max_workers:
             contextvars.Context().run(original, self)
+        else:
+            original(self)
 
     return functools.wraps(original)(_adjust_thread_count)
 
