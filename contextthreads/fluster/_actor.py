@@ -161,8 +161,10 @@ class ActorServer:
             raise LookupError(f"no actor named {actor_name!r} on this server")
         if not isinstance(method_name, str) or method_name.startswith("_"):
             raise AttributeError(f"{method_name!r} is not a public method of {actor_name!r}")
-        method: Callable[..., Any] = getattr(actor, method_name)
-        return method
+        method = getattr(actor, method_name)
+        if not callable(method):
+            raise AttributeError(f"{method_name!r} is not a public method of {actor_name!r}")
+        return method  # type: ignore[no-any-return]
 
     def _dispatch(self, method: str, path: str, body: bytes) -> Reply:
         if path != _CALL_PATH or method != "POST":

@@ -188,19 +188,23 @@ class WorkerDispatcher:
     def _send(self, task: _Task) -> bool:
         # Returns whether the worker is still usable; if not, its tasks are settled.
         worker = self._worker
-        try:
-            if self._channel is None:
-                assert worker.endpoint_url is not None
+        if self._channel is None:
+            assert worker.endpoint_url is not None
+            try:
                 self._channel = ActorClient(
                     worker.endpoint_url,
                     worker.worker_name,
                     secret=self._pool._secret,
                     timeout=self._pool._timeout,
                 ).stream("serve")
+            except Exception as exc:  # RpcError: the worker cannot be reached
+                self._pool._tasks_lost(worker, exc, delivered=False)
+                return False
+        try:
             # A send blocks only while the worker, busy with a task, reads nothing.
             self._channel.settimeout(self._pool._timeout)
             self._channel.send(task.payload)
-        except Exception as exc:  # RpcError or OSError: the worker cannot be reached
+        except Exception as exc:  # OSError: the worker is gone
             self._pool._tasks_lost(worker, _rpc_error(exc, worker))
             return False
         return True

@@ -26,7 +26,6 @@ from ._cluster import TERMINATE_GRACE, Entrypoint, FlusterClient
 from ._context import check_job_name, fluster_ctx
 from ._dispatch import _STOP, WorkerDispatcher, WorkerStatus, _Task, _Worker
 from ._executor import serve_worker
-from ._http import RpcConnectionError
 from ._resolver import ResolvedEndpoint, Resolver
 
 if TYPE_CHECKING:
@@ -510,16 +509,15 @@ class WorkerPool:
         else:
             task.future.set_exception(value)
 
-    def _tasks_lost(self, worker: _Worker, exc: Exception) -> None:
+    def _tasks_lost(self, worker: _Worker, exc: Exception, *, delivered: bool = True) -> None:
         """Fail ``worker`` after ``exc`` cut it off: re-queue or fail every task it held.
 
-        Tasks are re-run only while they have retries left, since each may
-        have run (a sent task is never known not to have started), except
-        when the connection was refused: then none was delivered.
+        A task that reached the worker may have run, even if it was still
+        waiting its turn when the worker failed, so it is re-run only while it
+        has retries left. Tasks never ``delivered`` (no stream could be opened)
+        go back to the queue for free.
         """
-        undelivered = isinstance(exc, RpcConnectionError) and isinstance(
-            exc.__cause__, ConnectionRefusedError
-        )
+        undelivered = not delivered
         reason = f"{type(exc).__name__}: {exc}"
         failed: list[tuple[_Task, BaseException]] = []
         requeued = 0

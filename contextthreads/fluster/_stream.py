@@ -161,6 +161,12 @@ def server_channel(
     )
 
 
+def _number(text: str) -> int:
+    # str.isdigit() is true of more than int() takes ("²"): ASCII digits only.
+    text = text.strip()
+    return int(text) if text.isascii() and text.isdigit() else -1
+
+
 def connect(url: str, path: str, secret: str, body: bytes, timeout: float | None) -> FrameChannel:
     """Open a stream to ``url + path``, sending ``body`` with the handshake; return its channel.
 
@@ -194,16 +200,17 @@ def connect(url: str, path: str, secret: str, body: bytes, timeout: float | None
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.sendall(head + request_body)
         status_line = reader.readline(65537).decode("latin-1")
+        if not status_line:
+            raise RpcConnectionError(f"{where} closed the connection without answering")
         headers = http.client.parse_headers(reader)
         parts_of_status = status_line.split(None, 2)
         if len(parts_of_status) < 2 or not parts_of_status[0].startswith("HTTP/"):
             raise RpcProtocolError(f"{where} answered a stream request with {status_line!r}")
-        status = int(parts_of_status[1]) if parts_of_status[1].isdigit() else -1
+        status = _number(parts_of_status[1])
         if status == 401:
             raise RpcAuthError(f"{where} refused our signature: is the cluster secret the same?")
         if status != 101:
-            length = headers.get("Content-Length", "0")
-            detail = reader.read(min(int(length), 200)) if length.isdigit() else b""
+            detail = reader.read(max(0, min(_number(headers.get("Content-Length", "0")), 200)))
             raise RpcProtocolError(f"{where} answered {status} to a stream request: {detail!r}")
         nonce_hex = headers.get(NONCE_HEADER, "")
         try:
