@@ -517,6 +517,25 @@ def test_worker_dying_while_idle_is_noticed(cluster: LocalCluster, watch_log: An
         pool.shutdown(wait=True)
 
 
+def test_tasks_for_a_dead_worker_are_never_lost(cluster: LocalCluster) -> None:
+    """Tasks handed to a worker that died while idle, which cannot be reached any more, go
+    back to the queue without using up a retry (there are none here) and run elsewhere."""
+    pool = make_pool(cluster, "job-dead", WorkerPoolConfig(num_workers=2, max_retries=0))
+    try:
+        pool.wait_for_workers(timeout=WAIT)
+        victim = pool.status().worker_details[0]
+        os.kill(victim["pid"], signal.SIGKILL)
+        assert cluster.client().wait(victim["job_id"], WAIT) is not None
+        futures = [pool.submit(os.getpid) for _ in range(6)]
+        pids = {f.result(WAIT) for f in futures}
+        assert victim["pid"] not in pids
+        status = pool.status()
+        assert (status.tasks_completed, status.tasks_failed) == (6, 0)
+        assert detail_for_pid(pool, victim["pid"])["status"] == "FAILED"
+    finally:
+        pool.shutdown(wait=True)
+
+
 def test_errors_survive_pickling() -> None:
     """WorkerFailedError keeps its fields through pickle (tasks may re-raise it remotely)."""
     import pickle
