@@ -310,6 +310,16 @@ def recording_pool(
     return pool, sent
 
 
+def run_gated(
+    pool: WorkerPool, sent: queue.Queue[tuple[str, int]], gate: Gate, result: str
+) -> tuple[concurrent.futures.Future[Any], int]:
+    """Submit a gated task to an idle pool; return its future and pid once it runs, alone."""
+    future = pool.submit(fluster_tasks.report_and_wait, gate.address, result)
+    pid = gate.arrive()
+    assert sent.get(timeout=WAIT) == ("report_and_wait", 1)
+    return future, pid
+
+
 def hold_two(
     pool: WorkerPool, sent: queue.Queue[tuple[str, int]], gate: Gate, busy_pid: int
 ) -> tuple[concurrent.futures.Future[Any], concurrent.futures.Future[Any], int]:
@@ -331,9 +341,7 @@ def test_busy_worker_is_handed_its_next_small_task(cluster: LocalCluster, gate: 
     once; it waits in the connection and runs when the first is done, in order."""
     pool, sent = recording_pool(cluster, "job-hold", WorkerPoolConfig(num_workers=1))
     try:
-        first = pool.submit(fluster_tasks.report_and_wait, gate.address, "first")
-        pid = gate.arrive()
-        assert sent.get(timeout=WAIT) == ("report_and_wait", 1)
+        first, pid = run_gated(pool, sent, gate, "first")
         gated, small, pid = hold_two(pool, sent, gate, pid)
         assert first.result(WAIT) == "first"
         [detail] = pool.status().worker_details
@@ -347,18 +355,21 @@ def test_busy_worker_is_handed_its_next_small_task(cluster: LocalCluster, gate: 
 
 
 def test_large_task_is_not_sent_to_a_busy_worker(cluster: LocalCluster, gate: Gate) -> None:
-    """A task larger than ``max_waiting_size`` is sent only to a worker holding nothing,
-    so big payloads never queue up in a connection behind a running task."""
+    """A task larger than ``max_waiting_size`` next in the queue is not handed to a busy
+    worker: it waits for one holding nothing, so big payloads never queue up in a
+    connection behind a running task."""
     pool, sent = recording_pool(cluster, "job-large", WorkerPoolConfig(num_workers=1))
+    size = WorkerDispatcher.max_waiting_size + 1
     try:
-        running = pool.submit(fluster_tasks.report_and_wait, gate.address, "running")
+        first, pid = run_gated(pool, sent, gate, "first")
+        gated = pool.submit(fluster_tasks.report_and_wait, gate.address, "gated")
+        big = pool.submit(len, b"x" * size)
+        gate.release(pid)
         pid = gate.arrive()
         assert sent.get(timeout=WAIT) == ("report_and_wait", 1)
-        big = pool.submit(len, b"x" * (WorkerDispatcher.max_waiting_size + 1))
-        assert pool.status().tasks_queued == 1
+        assert first.result(WAIT) == "first"
         gate.release(pid)
-        assert running.result(WAIT) == "running"
-        assert big.result(WAIT) == WorkerDispatcher.max_waiting_size + 1
+        assert (gated.result(WAIT), big.result(WAIT)) == ("gated", size)
         assert sent.get(timeout=WAIT) == ("len", 1)
     finally:
         pool.shutdown(wait=True)
@@ -371,9 +382,7 @@ def test_worker_killed_holding_two_tasks_fails_both(cluster: LocalCluster, gate:
         cluster, "job-hold-kill", WorkerPoolConfig(num_workers=1, max_retries=0)
     )
     try:
-        first = pool.submit(fluster_tasks.report_and_wait, gate.address, "first")
-        pid = gate.arrive()
-        assert sent.get(timeout=WAIT) == ("report_and_wait", 1)
+        first, pid = run_gated(pool, sent, gate, "first")
         gated, small, pid = hold_two(pool, sent, gate, pid)
         assert first.result(WAIT) == "first"
         gate.kill(pid)
