@@ -46,7 +46,7 @@ class Sizes:
 # and the median over many pairs damps the scheduling noise of each.
 FULL = Sizes(
     executor_ops=500,
-    executor_rounds=201,
+    executor_rounds=1001,
     thread_ops=100,
     thread_rounds=101,
     map_ops=2_000,

@@ -6,8 +6,9 @@ context current when it is called, so the ``WorkerPool``'s dispatcher threads
 are ``contextthreads.ContextThread``\\ s: on a plain ``threading.Thread`` they
 would have no context. Workers are separate processes
 (``python -m contextthreads.fluster.worker``) reached over HTTP on real
-sockets; every request and reply is signed with HMAC-SHA256 using the cluster
-secret, and carries cloudpickle (the ``fluster`` extra:
+sockets, each fed its tasks over one persistent stream; every request, reply
+and stream frame is signed with HMAC-SHA256 using the cluster secret, and
+carries cloudpickle (the ``fluster`` extra:
 ``pip install 'contextthreads[fluster]'``), which is imported only when
 something is serialized.
 """
@@ -38,6 +39,7 @@ from ._pool import (
     WorkerStatus,
 )
 from ._resolver import ClusterResolver, FixedResolver, ResolvedEndpoint, Resolver, ResolveResult
+from ._stream import FrameChannel
 
 __all__ = (
     "ActorClient",
@@ -50,6 +52,7 @@ __all__ = (
     "FixedResolver",
     "FlusterClient",
     "FlusterContext",
+    "FrameChannel",
     "JobHandle",
     "JobLauncher",
     "LocalCluster",
