@@ -17,10 +17,8 @@ from ._executor import worker_actor_name
 from ._http import RpcConnectionError, RpcError, RpcTimeoutError
 
 if TYPE_CHECKING:
-    from ._stream import FrameChannel
-
-if TYPE_CHECKING:
     from ._pool import WorkerPool
+    from ._stream import FrameChannel
 
 __all__ = ("WorkerDispatcher", "WorkerStatus")
 

@@ -429,16 +429,17 @@ class WorkerPool:
             if (
                 self._stopping.is_set()
                 or worker.status is WorkerStatus.FAILED
-                or not self._queue
-                or len(self._queue[0].payload) > max_size
                 or any(w.status is WorkerStatus.IDLE for w in self._workers)
             ):
                 return None
-            return self._pop_locked(worker)
+            return self._pop_locked(worker, max_size)
 
-    def _pop_locked(self, worker: _Worker) -> _Task | None:
+    def _pop_locked(self, worker: _Worker, max_size: int | None = None) -> _Task | None:
         while self._queue:
-            task = self._queue.popleft()
+            task = self._queue[0]
+            if max_size is not None and len(task.payload) > max_size:
+                return None
+            self._queue.popleft()
             if not task.started:
                 if not task.future.set_running_or_notify_cancel():
                     continue  # cancelled while queued

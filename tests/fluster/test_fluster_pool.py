@@ -355,15 +355,17 @@ def test_busy_worker_is_handed_its_next_small_task(cluster: LocalCluster, gate: 
 
 
 def test_large_task_is_not_sent_to_a_busy_worker(cluster: LocalCluster, gate: Gate) -> None:
-    """A task larger than ``max_waiting_size`` next in the queue is not handed to a busy
-    worker: it waits for one holding nothing, so big payloads never queue up in a
-    connection behind a running task."""
+    """A task larger than ``max_waiting_size`` next in the queue (cancelled tasks ahead of
+    it aside) is not handed to a busy worker: it waits for one holding nothing, so big
+    payloads never queue up in a connection behind a running task."""
     pool, sent = recording_pool(cluster, "job-large", WorkerPoolConfig(num_workers=1))
     size = WorkerDispatcher.max_waiting_size + 1
     try:
         first, pid = run_gated(pool, sent, gate, "first")
         gated = pool.submit(fluster_tasks.report_and_wait, gate.address, "gated")
+        skipped = pool.submit(fluster_tasks.square, 2)
         big = pool.submit(len, b"x" * size)
+        assert skipped.cancel()
         gate.release(pid)
         pid = gate.arrive()
         assert sent.get(timeout=WAIT) == ("report_and_wait", 1)
