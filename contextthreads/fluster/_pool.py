@@ -26,6 +26,7 @@ from ._cluster import TERMINATE_GRACE, Entrypoint, FlusterClient
 from ._context import check_job_name, fluster_ctx
 from ._dispatch import _STOP, WorkerDispatcher, WorkerStatus, _Task, _Worker
 from ._executor import serve_worker
+from ._http import MAX_BODY
 from ._resolver import ResolvedEndpoint, Resolver
 
 if TYPE_CHECKING:
@@ -141,6 +142,8 @@ class WorkerPool:
     """
 
     dispatcher_class: ClassVar[type[WorkerDispatcher]] = WorkerDispatcher
+    #: The most a pickled task (callable, arguments, context values) may weigh.
+    max_task_size: ClassVar[int] = MAX_BODY
 
     def __init__(
         self,
@@ -310,7 +313,8 @@ class WorkerPool:
         """Queue ``fn(*args, **kwargs)`` to run on a worker; return its future.
 
         ``fn``, the arguments and the values of ``config.context_vars`` are
-        serialized here: anything that cannot be raises ``TypeError`` now.
+        serialized here: anything that cannot be raises ``TypeError`` now, and
+        more than ``max_task_size`` bytes of it ``ValueError``.
         Raises ``RuntimeError`` if the pool is not running, and
         ``PoolBrokenError`` if all its workers have failed.
         """
@@ -327,6 +331,11 @@ class WorkerPool:
             payload = _pickle.dumps((fn, args, kwargs, tuple(values)))
         except Exception as exc:
             raise TypeError(f"cannot send {name}() and its arguments to a worker: {exc}") from exc
+        if len(payload) > self.max_task_size:
+            raise ValueError(
+                f"{name}() and its arguments are {len(payload)} bytes pickled, more than a task "
+                f"may carry ({self.max_task_size})"
+            )
         with self._lock:
             self._check_accepting_locked()
             task = _Task(f"task-{next(self._task_ids)}", name, payload, self._config.max_retries)

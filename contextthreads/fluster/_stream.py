@@ -83,8 +83,16 @@ class FrameChannel:
     """
 
     def __init__(
-        self, sock: socket.socket, reader: io.BufferedIOBase, key: bytes, *, is_client: bool
+        self,
+        sock: socket.socket,
+        reader: io.BufferedIOBase,
+        key: bytes,
+        *,
+        is_client: bool,
+        max_body: int = MAX_BODY,
     ) -> None:
+        #: The largest body ``send()`` sends and ``recv()`` accepts.
+        self.max_body = max_body
         self._sock = sock
         self._reader = reader
         self._key = key
@@ -107,8 +115,8 @@ class FrameChannel:
 
     def send(self, body: bytes) -> None:
         """Send ``body`` as one frame. Raises ``OSError`` (``socket.timeout`` included)."""
-        if len(body) > MAX_BODY:
-            raise ValueError(f"a frame carries at most {MAX_BODY} bytes, not {len(body)}")
+        if len(body) > self.max_body:
+            raise ValueError(f"a frame carries at most {self.max_body} bytes, not {len(body)}")
         header = _HEADER.pack(len(body), self._mac(self._out, self._sent, body))
         self._sent += 1
         if len(body) < _SMALL:
@@ -130,8 +138,8 @@ class FrameChannel:
         if len(header) != _HEADER.size:
             raise RpcProtocolError("the stream ended inside a frame header")
         length, mac = _HEADER.unpack(header)
-        if length > MAX_BODY:
-            raise RpcProtocolError(f"frame of {length} bytes exceeds the {MAX_BODY} limit")
+        if length > self.max_body:
+            raise RpcProtocolError(f"frame of {length} bytes exceeds the {self.max_body} limit")
         body = self._reader.read(length) if length else b""
         if len(body) != length:
             raise RpcProtocolError("the stream ended inside a frame")

@@ -11,17 +11,20 @@ import contextvars
 import os
 import queue
 import signal
+import socket
 import threading
 import urllib.parse
 from typing import Any, Iterator
 
 import fluster_tasks
 import pytest
+from conftest import joined
 from fluster_support import WAIT, Gate, LogWatcher, pid_alive
 
 from contextthreads import ContextThread
 from contextthreads.fluster import (
     ActorClient,
+    FrameChannel,
     LocalCluster,
     PoolBrokenError,
     PoolShutdownError,
@@ -31,9 +34,12 @@ from contextthreads.fluster import (
     WorkerFailedError,
     WorkerPool,
     WorkerPoolConfig,
+    _pickle,
     fluster_ctx_scope,
 )
+from contextthreads.fluster._actor import decode_reply
 from contextthreads.fluster._dispatch import _Task
+from contextthreads.fluster._executor import _TaskExecutor
 from contextthreads.fluster._http import SIGNATURE_HEADER, sign
 
 pytest_plugins = ("fluster_fixtures",)
@@ -179,6 +185,49 @@ def test_unserializable_input_raises_at_submit(shared: WorkerPool) -> None:
     assert shared.status().tasks_queued == before
     offset = 5
     assert shared.submit(lambda x: x + offset, 1).result(WAIT) == 6
+
+
+class SmallTaskPool(WorkerPool):
+    max_task_size = 4096
+
+
+def test_oversized_task_raises_at_submit(cluster: LocalCluster) -> None:
+    """A task heavier than ``max_task_size`` pickled raises ValueError from submit() itself,
+    saying how heavy it is, and queues nothing; the pool serves on."""
+    with fluster_ctx_scope(cluster.context("job-heavy")):
+        pool = SmallTaskPool(cluster.client(), WorkerPoolConfig(num_workers=1), timeout=WAIT)
+        pool.__enter__()
+    try:
+        with pytest.raises(ValueError, match=r"len\(\) and its arguments are \d+ bytes"):
+            pool.submit(len, b"x" * 8192)
+        assert pool.status().tasks_queued == 0
+        assert pool.submit(len, b"x" * 1024).result(WAIT) == 1024
+    finally:
+        pool.shutdown(wait=True)
+
+
+def test_oversized_result_comes_back_as_value_error() -> None:
+    """A result too heavy for one reply frame fails its task with ValueError, and the worker's
+    stream serves the next task as usual (the executor actor over a socket pair)."""
+    key = b"k" * 32
+    left, right = socket.socketpair()
+    client = FrameChannel(left, left.makefile("rb"), key, is_client=True)
+    server = FrameChannel(right, right.makefile("rb"), key, is_client=False, max_body=4096)
+    serving = ContextThread(target=_TaskExecutor().serve, args=(server,), daemon=True)
+    serving.start()
+    try:
+        client.settimeout(WAIT)
+        client.send(_pickle.dumps((bytes, (8192,), {}, ())))
+        ok, error = decode_reply(client.recv() or b"")
+        assert not ok
+        assert isinstance(error, ValueError)
+        assert "more than a reply may carry (4096)" in str(error)
+        client.send(_pickle.dumps((bytes, (16,), {}, ())))
+        assert decode_reply(client.recv() or b"") == (True, bytes(16))
+    finally:
+        client.close()
+        joined(serving)
+        server.close()
 
 
 def test_context_vars_travel_with_tasks(shared: WorkerPool) -> None:
