@@ -114,7 +114,11 @@ class FrameChannel:
         self._sock.settimeout(timeout)
 
     def send(self, body: bytes) -> None:
-        """Send ``body`` as one frame. Raises ``OSError`` (``socket.timeout`` included)."""
+        """Send ``body`` as one frame.
+
+        Raises ``ValueError`` for a body over ``max_body``, and ``OSError``
+        (``socket.timeout`` included) from the socket.
+        """
         if len(body) > self.max_body:
             raise ValueError(f"a frame carries at most {self.max_body} bytes, not {len(body)}")
         header = _HEADER.pack(len(body), self._mac(self._out, self._sent, body))
