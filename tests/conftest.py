@@ -27,20 +27,14 @@ def joined(thread: threading.Thread) -> threading.Thread:
 
 # Threads make example timings noisy on a busy machine, so no deadline; the
 # example counts keep the whole core suite well under a minute per interpreter.
-settings.register_profile(
-    "threads",
-    deadline=None,
-    max_examples=30,
-    print_blob=True,
-    suppress_health_check=[HealthCheck.too_slow],
-)
-settings.register_profile(
-    "threads-thorough",
-    deadline=None,
-    max_examples=500,
-    print_blob=True,
-    suppress_health_check=[HealthCheck.too_slow],
-)
+for _profile, _examples in (("threads", 30), ("threads-thorough", 500)):
+    settings.register_profile(
+        _profile,
+        deadline=None,
+        max_examples=_examples,
+        print_blob=True,
+        suppress_health_check=[HealthCheck.too_slow],
+    )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "threads"))
 
 EXPECT_INHERIT_VAR = "CONTEXTTHREADS_EXPECT_INHERIT"

@@ -19,7 +19,7 @@ from typing import Any, Callable, Mapping
 
 from . import _pickle
 from ._context import fluster_ctx
-from ._http import Reply, SignedServer, StreamServe, post
+from ._http import Reply, SignedServer, SignedService, StreamServe, post
 from ._stream import FrameChannel, connect
 
 __all__ = ("ActorClient", "ActorServer", "RemoteError", "RemoteTraceback")
@@ -82,18 +82,35 @@ def encode_error(exc: BaseException) -> bytes:
         return _pickle.dumps(("error", stand_in, text))
 
 
-def encode_result(value: object, what: str) -> bytes:
-    """Return the reply body carrying ``value``, the result of ``what`` (as in ``f()``).
+def encode_result(value: object, source: object, max_size: int | None = None) -> bytes:
+    """Return the reply body carrying ``value``, the result of ``source``.
 
-    A value that cannot be pickled is reported as a ``TypeError`` instead.
+    ``source`` is the callable that returned it, or a description such as
+    ``"actor.method()"``; it is named only if something goes wrong. A value
+    that cannot be pickled is reported as a ``TypeError`` instead, and one
+    that pickles to more than ``max_size`` bytes as a ``ValueError``.
     """
     try:
-        return _pickle.dumps(("ok", value, ""))
+        body = _pickle.dumps(("ok", value, ""))
     except Exception as exc:
-        return encode_error(TypeError(f"the result of {what} cannot be sent: {exc}"))
+        return encode_error(TypeError(f"the result of {_describe(source)} cannot be sent: {exc}"))
+    if max_size is not None and len(body) > max_size:
+        return encode_error(
+            ValueError(
+                f"the result of {_describe(source)} is {len(body)} bytes pickled, more than a "
+                f"reply may carry ({max_size})"
+            )
+        )
+    return body
 
 
-class ActorServer:
+def _describe(source: object) -> str:
+    if isinstance(source, str):
+        return source
+    return f"{_pickle.callable_name(source)}()"
+
+
+class ActorServer(SignedService):
     """Host named objects and serve calls to their public methods over signed HTTP.
 
     Binds ``host`` (127.0.0.1 by default) and ``port`` (0: any free port) in
@@ -124,35 +141,10 @@ class ActorServer:
             self._open_stream,
         )
 
-    @property
-    def port(self) -> int:
-        """Return the port actually bound."""
-        return self._server.port
-
-    @property
-    def address(self) -> str:
-        """Return the URL clients use: ``http://<advertise_host or bound host>:<port>``."""
-        return self._server.url(self._advertise_host)
-
     def register(self, name: str, actor: object) -> None:
         """Serve ``actor``'s public methods under ``name``, replacing any actor of that name."""
         with self._lock:
             self._actors[name] = actor
-
-    def start(self) -> ActorServer:
-        """Serve from a background thread; return self."""
-        self._server.start()
-        return self
-
-    def close(self) -> None:
-        """Stop serving and free the port."""
-        self._server.close()
-
-    def __enter__(self) -> ActorServer:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
     def _method(self, actor_name: object, method_name: object) -> Callable[..., Any]:
         with self._lock:

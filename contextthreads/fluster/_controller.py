@@ -14,7 +14,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from ._http import Reply, RpcProtocolError, SignedServer, post
+from ._http import Reply, RpcProtocolError, SignedServer, SignedService, post
 
 __all__ = ("Controller", "ControllerClient", "Endpoint")
 
@@ -60,7 +60,7 @@ def _text(request: Mapping[str, Any], key: str) -> str:
     return value
 
 
-class Controller:
+class Controller(SignedService):
     """Serve an endpoint registry and a job-spec store on ``host`` (127.0.0.1 by default).
 
     ``advertise_host`` is the name others reach it by, when ``host`` is a
@@ -84,31 +84,6 @@ class Controller:
         self._jobs: dict[str, bytes] = {}
         self._ids = itertools.count(1)
         self._server = SignedServer(host, port, secret, self._dispatch, "fluster-controller")
-
-    @property
-    def address(self) -> str:
-        """Return ``http://host:port``: the advertised host (else the bound one) and bound port."""
-        return self._server.url(self._advertise_host)
-
-    @property
-    def port(self) -> int:
-        """Return the port actually bound."""
-        return self._server.port
-
-    def start(self) -> Controller:
-        """Start serving from a background thread; return self."""
-        self._server.start()
-        return self
-
-    def close(self) -> None:
-        """Stop serving and free the port."""
-        self._server.close()
-
-    def __enter__(self) -> Controller:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
     def register(
         self, name: str, address: str, job_id: str, metadata: Mapping[str, str] | None = None

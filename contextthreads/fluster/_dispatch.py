@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar
 from .._thread import ContextThread
 from ._actor import ActorClient, decode_reply
 from ._executor import worker_actor_name
-from ._http import RpcConnectionError, RpcError, RpcTimeoutError
+from ._http import RpcConnectionError, RpcError, as_rpc_error
 
 if TYPE_CHECKING:
     from ._pool import WorkerPool
@@ -124,7 +124,7 @@ class WorkerDispatcher:
                 self._dispatch()
         except BaseException as exc:
             logger.exception("dispatcher for %s crashed", self._worker.worker_id)
-            self._pool._tasks_lost(self._worker, RuntimeError(f"dispatcher crashed: {exc!r}"))
+            self._pool._worker_failed(self._worker, f"dispatcher crashed: {exc!r}")
             raise
         finally:
             if self._channel is not None:
@@ -196,20 +196,17 @@ class WorkerDispatcher:
                     timeout=self._pool._timeout,
                 ).stream("serve")
             except Exception as exc:  # RpcError: the worker cannot be reached
-                self._pool._tasks_lost(worker, exc, delivered=False)
-                return False
+                return self._lost(exc, delivered=False)
         try:
             # A send blocks only while the worker, busy with a task, reads nothing.
             self._channel.settimeout(self._pool._timeout)
             self._channel.send(task.payload)
         except Exception as exc:  # OSError: the worker is gone
-            self._pool._tasks_lost(worker, _rpc_error(exc, worker))
-            return False
+            return self._lost(exc)
         return True
 
     def _receive(self) -> bool:
         # Settles the oldest task in flight; returns whether the worker is still usable.
-        worker = self._worker
         assert self._channel is not None
         try:
             remaining = self._clock + self._pool._timeout - time.monotonic()
@@ -218,32 +215,25 @@ class WorkerDispatcher:
             self._channel.settimeout(remaining)
             reply = self._channel.recv()
             if reply is None:
-                raise RpcConnectionError(f"{worker.endpoint_url} closed the connection")
+                raise RpcConnectionError(f"{self._worker.endpoint_url} closed the connection")
         except Exception as exc:
-            self._pool._tasks_lost(worker, _rpc_error(exc, worker, self._pool._timeout))
-            return False
+            return self._lost(exc)
         # The next task in flight has been waiting in the connection; it runs from now.
         self._clock = time.monotonic()
         try:
             ok, value = decode_reply(reply)
         except Exception as exc:  # the result or exception does not unpickle here
             ok, value = False, exc
-        self._pool._task_finished(worker, ok, value)
+        self._pool._task_finished(self._worker, ok, value)
         return True
 
-
-def _rpc_error(exc: Exception, worker: _Worker, timeout: float | None = None) -> Exception:
-    if isinstance(exc, RpcError):
-        return exc
-    where = worker.endpoint_url
-    if isinstance(exc, socket.timeout):
-        error: Exception = RpcTimeoutError(f"no answer from {where} within {timeout}s")
-    elif isinstance(exc, OSError):
-        error = RpcConnectionError(f"{where}: {type(exc).__name__}: {exc}")
-    else:
-        return exc
-    error.__cause__ = exc
-    return error
+    def _lost(self, exc: Exception, *, delivered: bool = True) -> bool:
+        # The worker cannot be used any more: fail it, settling what it held.
+        error = as_rpc_error(exc, str(self._worker.endpoint_url), self._pool._timeout)
+        self._pool._worker_failed(
+            self._worker, f"{type(error).__name__}: {error}", delivered=delivered
+        )
+        return False
 
 
 _STOP = object()

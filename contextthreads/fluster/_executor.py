@@ -53,14 +53,7 @@ class _TaskExecutor:
             except BaseException as exc:
                 reply = encode_error(exc)
             else:
-                reply = encode_result(value, f"{_pickle.callable_name(fn)}()")
-                if len(reply) > channel.max_body:
-                    reply = encode_error(
-                        ValueError(
-                            f"the result of {_pickle.callable_name(fn)}() is {len(reply)} bytes "
-                            f"pickled, more than a reply may carry ({channel.max_body})"
-                        )
-                    )
+                reply = encode_result(value, fn, channel.max_body)
             channel.send(reply)
 
     def ping(self) -> int:

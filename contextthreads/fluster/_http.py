@@ -19,7 +19,7 @@ import socket
 import threading
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any, Callable, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Tuple, TypeVar, Union
 
 from .._thread import ContextThread
 
@@ -35,6 +35,8 @@ __all__ = (
     "RpcProtocolError",
     "RpcTimeoutError",
     "SignedServer",
+    "SignedService",
+    "as_rpc_error",
     "post",
     "sign",
     "verify",
@@ -74,6 +76,25 @@ class RpcAuthError(RpcError):
 
 class RpcProtocolError(RpcError):
     """The server answered with an unexpected status or a malformed body."""
+
+
+def as_rpc_error(exc: Exception, where: str, timeout: float | None) -> Exception:
+    """Return the ``RpcError`` a caller of ``where`` sees for the failure ``exc``.
+
+    A socket timeout becomes ``RpcTimeoutError`` and any other socket or
+    HTTP failure ``RpcConnectionError``, with ``exc`` as its cause; an
+    ``RpcError``, or anything else, is returned as it is.
+    """
+    if isinstance(exc, RpcError):
+        return exc
+    if isinstance(exc, socket.timeout):
+        error: RpcError = RpcTimeoutError(f"no answer from {where} within {timeout}s")
+    elif isinstance(exc, (OSError, http.client.HTTPException)):
+        error = RpcConnectionError(f"{where}: {type(exc).__name__}: {exc}")
+    else:
+        return exc
+    error.__cause__ = exc
+    return error
 
 
 def sign(secret: str, body: bytes) -> str:
@@ -289,6 +310,46 @@ class SignedServer(ThreadingHTTPServer):
         self.server_close()
 
 
+_Service = TypeVar("_Service", bound="SignedService")
+
+
+class SignedService:
+    """The public face of a ``SignedServer``: where it is, and serving it in the background.
+
+    For classes that set ``_server`` (the SignedServer) and
+    ``_advertise_host`` (the host others reach it by, or None) in their
+    constructor. ``start()`` and ``close()`` are thread-safe.
+    """
+
+    _server: SignedServer
+    _advertise_host: str | None
+
+    @property
+    def port(self) -> int:
+        """Return the port actually bound."""
+        return self._server.port
+
+    @property
+    def address(self) -> str:
+        """Return ``http://host:port``: the advertised host (else the bound one) and bound port."""
+        return self._server.url(self._advertise_host)
+
+    def start(self: _Service) -> _Service:
+        """Serve from a background thread; return self."""
+        self._server.start()
+        return self
+
+    def close(self) -> None:
+        """Stop serving and free the port."""
+        self._server.close()
+
+    def __enter__(self: _Service) -> _Service:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
 def post(url: str, path: str, body: bytes, secret: str, timeout: float | None) -> bytes:
     """POST ``body`` to ``url + path`` signed with ``secret`` and return the verified reply body.
 
@@ -310,10 +371,8 @@ def post(url: str, path: str, body: bytes, secret: str, timeout: float | None) -
         response = connection.getresponse()
         data = response.read()
         status, reply_signature = response.status, response.getheader(SIGNATURE_HEADER)
-    except socket.timeout as exc:
-        raise RpcTimeoutError(f"no answer from {url}{path} within {timeout}s") from exc
     except (OSError, http.client.HTTPException) as exc:
-        raise RpcConnectionError(f"{url}{path}: {type(exc).__name__}: {exc}") from exc
+        raise as_rpc_error(exc, f"{url}{path}", timeout)  # noqa: B904 (it sets the cause)
     finally:
         connection.close()
     if status == 401:

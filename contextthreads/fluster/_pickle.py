@@ -16,7 +16,7 @@ import io
 import pickle
 import sys
 import threading
-from typing import Any, Callable
+from typing import Any
 
 __all__ = ("dumps", "loads", "lookup_context_var")
 
@@ -114,7 +114,7 @@ def loads(data: bytes) -> Any:
     return pickle.loads(data)
 
 
-def callable_name(fn: Callable[..., object]) -> str:
+def callable_name(fn: object) -> str:
     """Return a short printable name for ``fn``, for logs and error messages."""
     name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
     return name if isinstance(name, str) else type(fn).__name__

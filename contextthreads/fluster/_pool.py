@@ -471,20 +471,6 @@ class WorkerPool:
         logger.info("pool %s: %s ready at %s", self._pool_id, worker.worker_id, endpoint.url)
         return True
 
-    def _worker_failed(self, worker: _Worker, reason: str) -> None:
-        """Mark ``worker`` FAILED for ``reason`` and stop its job; it must hold no task."""
-        with self._lock:
-            if worker.status is WorkerStatus.FAILED:
-                return
-            worker.status = WorkerStatus.FAILED
-            worker.current_task_id = None
-            worker.error = reason
-            orphans = self._orphans_locked()
-            self._lock.notify_all()
-        logger.warning("pool %s: %s failed: %s", self._pool_id, worker.worker_id, reason)
-        self._fail_orphans(orphans)
-        self._terminate_worker(worker)
-
     def _orphans_locked(self) -> list[_Task]:
         if not self._broken_locked() or self._stopping.is_set():
             return []
@@ -519,22 +505,20 @@ class WorkerPool:
         else:
             task.future.set_exception(value)
 
-    def _tasks_lost(self, worker: _Worker, exc: Exception, *, delivered: bool = True) -> None:
-        """Fail ``worker`` after ``exc`` cut it off: re-queue or fail every task it held.
+    def _worker_failed(self, worker: _Worker, reason: str, *, delivered: bool = True) -> None:
+        """Mark ``worker`` FAILED for ``reason``, settle every task it held, and stop its job.
 
         A task that reached the worker may have run, even if it was still
         waiting its turn when the worker failed, so it is re-run only while it
         has retries left. Tasks never ``delivered`` (no stream could be opened)
         go back to the queue for free.
         """
-        undelivered = not delivered
-        reason = f"{type(exc).__name__}: {exc}"
         failed: list[tuple[_Task, BaseException]] = []
         requeued = 0
         with self._lock:
+            if worker.status is WorkerStatus.FAILED:
+                return  # and so holds nothing: failing emptied its hands
             held = list(worker.in_flight)
-            if worker.status is WorkerStatus.FAILED and not held:
-                return
             worker.in_flight.clear()
             worker.status = WorkerStatus.FAILED
             worker.current_task_id = None
@@ -542,8 +526,8 @@ class WorkerPool:
             for position, task in enumerate(held):
                 if self._stopping.is_set():
                     failed.append((task, self._shutdown_error(worker, task)))
-                elif undelivered or task.retries_left > 0:
-                    if not undelivered:
+                elif not delivered or task.retries_left > 0:
+                    if delivered:
                         task.retries_left -= 1
                     self._queue.insert(requeued, task)
                     requeued += 1
@@ -553,14 +537,17 @@ class WorkerPool:
             self._tasks_failed += len(failed)
             orphans = self._orphans_locked()
             self._lock.notify_all()
-        logger.warning(
-            "pool %s: %s failed holding %s (%s); %d re-queued",
-            self._pool_id,
-            worker.worker_id,
-            ", ".join(task.task_id for task in held) or "no task",
-            reason,
-            requeued,
-        )
+        if held:
+            logger.warning(
+                "pool %s: %s failed holding %s (%s); %d re-queued",
+                self._pool_id,
+                worker.worker_id,
+                ", ".join(task.task_id for task in held),
+                reason,
+                requeued,
+            )
+        else:
+            logger.warning("pool %s: %s failed: %s", self._pool_id, worker.worker_id, reason)
         for task, error in failed:
             task.future.set_exception(error)
         self._fail_orphans(orphans)

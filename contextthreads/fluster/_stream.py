@@ -32,7 +32,7 @@ from ._http import (
     RpcAuthError,
     RpcConnectionError,
     RpcProtocolError,
-    RpcTimeoutError,
+    as_rpc_error,
     sign,
     verify,
 )
@@ -179,6 +179,32 @@ def _number(text: str) -> int:
     return int(text) if text.isascii() and text.isdigit() else -1
 
 
+def _accept(reader: io.BufferedReader, where: str, secret: str, client_nonce: bytes) -> bytes:
+    # Read the answer to a stream request; return the server's nonce once its signature checks.
+    status_line = reader.readline(65537).decode("latin-1")
+    if not status_line:
+        raise RpcConnectionError(f"{where} closed the connection without answering")
+    headers = http.client.parse_headers(reader)
+    parts_of_status = status_line.split(None, 2)
+    if len(parts_of_status) < 2 or not parts_of_status[0].startswith("HTTP/"):
+        raise RpcProtocolError(f"{where} answered a stream request with {status_line!r}")
+    status = _number(parts_of_status[1])
+    if status == 401:
+        raise RpcAuthError(f"{where} refused our signature: is the cluster secret the same?")
+    if status != 101:
+        detail = reader.read(max(0, min(_number(headers.get("Content-Length", "0")), 200)))
+        raise RpcProtocolError(f"{where} answered {status} to a stream request: {detail!r}")
+    try:
+        server_nonce = bytes.fromhex(headers.get(NONCE_HEADER, ""))
+    except ValueError:
+        server_nonce = b""
+    if len(server_nonce) != NONCE_SIZE or not verify(
+        secret, _accepted(client_nonce, server_nonce), headers.get(SIGNATURE_HEADER)
+    ):
+        raise RpcAuthError(f"{where} accepted the stream without our secret's signature")
+    return server_nonce
+
+
 def connect(url: str, path: str, secret: str, body: bytes, timeout: float | None) -> FrameChannel:
     """Open a stream to ``url + path``, sending ``body`` with the handshake; return its channel.
 
@@ -203,48 +229,18 @@ def connect(url: str, path: str, secret: str, body: bytes, timeout: float | None
     where = f"{url}{path}"
     try:
         sock = socket.create_connection((parts.hostname, parts.port), timeout)
-    except socket.timeout as exc:
-        raise RpcTimeoutError(f"could not connect to {where} within {timeout}s") from exc
     except OSError as exc:
-        raise RpcConnectionError(f"{where}: {type(exc).__name__}: {exc}") from exc
+        raise as_rpc_error(exc, where, timeout)  # noqa: B904 (it sets the cause)
     reader = cast(io.BufferedReader, sock.makefile("rb", buffering=_READ_BUFFER))
     try:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.sendall(head + request_body)
-        status_line = reader.readline(65537).decode("latin-1")
-        if not status_line:
-            raise RpcConnectionError(f"{where} closed the connection without answering")
-        headers = http.client.parse_headers(reader)
-        parts_of_status = status_line.split(None, 2)
-        if len(parts_of_status) < 2 or not parts_of_status[0].startswith("HTTP/"):
-            raise RpcProtocolError(f"{where} answered a stream request with {status_line!r}")
-        status = _number(parts_of_status[1])
-        if status == 401:
-            raise RpcAuthError(f"{where} refused our signature: is the cluster secret the same?")
-        if status != 101:
-            detail = reader.read(max(0, min(_number(headers.get("Content-Length", "0")), 200)))
-            raise RpcProtocolError(f"{where} answered {status} to a stream request: {detail!r}")
-        nonce_hex = headers.get(NONCE_HEADER, "")
-        try:
-            server_nonce = bytes.fromhex(nonce_hex)
-        except ValueError:
-            server_nonce = b""
-        accepted = _accepted(client_nonce, server_nonce)
-        if len(server_nonce) != NONCE_SIZE or not verify(
-            secret, accepted, headers.get(SIGNATURE_HEADER)
-        ):
-            raise RpcAuthError(f"{where} accepted the stream without our secret's signature")
-    except socket.timeout as exc:
+        server_nonce = _accept(reader, where, secret, client_nonce)
+    except BaseException as exc:
         reader.close()
         sock.close()
-        raise RpcTimeoutError(f"no stream handshake from {where} within {timeout}s") from exc
-    except (OSError, http.client.HTTPException) as exc:
-        reader.close()
-        sock.close()
-        raise RpcConnectionError(f"{where}: {type(exc).__name__}: {exc}") from exc
-    except BaseException:
-        reader.close()
-        sock.close()
+        if isinstance(exc, Exception):
+            raise as_rpc_error(exc, where, timeout)  # noqa: B904 (it sets the cause)
         raise
     return FrameChannel(
         sock, reader, _session_key(secret, client_nonce, server_nonce), is_client=True
