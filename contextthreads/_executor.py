@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextvars
 import sys
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, Iterator
 
 from ._bind import _in_copies_of
 
@@ -49,6 +49,11 @@ class _RunOnce:
 _copy_context = contextvars.copy_context
 _context_run: Callable[..., Any] = contextvars.Context.run
 
+if sys.version_info < (3, 14):
+    from concurrent.futures import thread as _stdlib_thread
+
+    _STOCK_SUBMIT = ThreadPoolExecutor.submit
+
 if sys.version_info >= (3, 14):
     from concurrent.futures.thread import WorkerContext
 
@@ -71,7 +76,14 @@ if sys.version_info >= (3, 14):
             # context in it, so the future's exception does not pin it.
             del task
             try:
-                return context.run(fn, *args, **kwargs)
+                # Spread the arguments only when there are some: building a
+                # fresh argument tuple and dict for every no-argument task is
+                # a measurable share of a short task's overhead.
+                if kwargs:
+                    return context.run(fn, *args, **kwargs)
+                if args:
+                    return context.run(fn, *args)
+                return context.run(fn)
             except BaseException:
                 del context
                 raise
@@ -158,14 +170,46 @@ class ContextThreadPoolExecutor(ThreadPoolExecutor):
 
     else:
 
+        def __init_subclass__(cls, **kwargs: Any) -> None:
+            super().__init_subclass__(**kwargs)
+            # A class placed between us and ThreadPoolExecutor in a subclass's
+            # MRO may have its own submit(), which ours must then call.
+            after = cls.__mro__[cls.__mro__.index(ContextThreadPoolExecutor) + 1 :]
+            owner = next(klass for klass in after if "submit" in klass.__dict__)
+            cls._contextthreads_stock_submit = owner is ThreadPoolExecutor
+
+        _contextthreads_stock_submit: ClassVar[bool] = True
+
         def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
             """Run ``fn(*args, **kwargs)`` in a worker, in a copy of the caller's context."""
+            # Read on every call: a wrapper installed later must still run.
+            if ThreadPoolExecutor.submit is not _STOCK_SUBMIT or not (
+                self._contextthreads_stock_submit
+            ):
+                # Someone wraps the stdlib's submit() (install(), a tracer), or
+                # a class after ours in the MRO has its own: go through it.
+                return super().submit(_context_run, _copy_context(), fn, *args, **kwargs)
+            # The stdlib's own submit() (identical from 3.9 to 3.13), building
+            # the work item itself: a second Python call per task would cost
+            # more than copying the context does (benchmarks/case_executor.py).
             # Before 3.14 the work item calls self.fn(*self.args) with no local
             # of its own, so a traceback does not pin the context; an unbound
             # Context.run saves allocating a bound method per task.
-            if kwargs:
-                return super().submit(_context_run, _copy_context(), fn, *args, **kwargs)
-            return super().submit(_context_run, _copy_context(), fn, *args)
+            with self._shutdown_lock, _stdlib_thread._global_shutdown_lock:
+                if self._broken:
+                    raise _stdlib_thread.BrokenThreadPool(self._broken)
+                if self._shutdown:
+                    raise RuntimeError("cannot schedule new futures after shutdown")
+                if _stdlib_thread._shutdown:
+                    raise RuntimeError("cannot schedule new futures after interpreter shutdown")
+                future: Future[T] = Future()
+                self._work_queue.put(
+                    _stdlib_thread._WorkItem(
+                        future, _context_run, (_copy_context(), fn, *args), kwargs
+                    )
+                )
+                self._adjust_thread_count()
+                return future
 
     if sys.version_info >= (3, 14):
 

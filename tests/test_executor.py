@@ -116,6 +116,70 @@ def test_submit_after_shutdown_raises_stdlib_error() -> None:
     assert str(our_error.value) == str(stdlib_error.value)
 
 
+def test_submit_after_interpreter_shutdown_raises_stdlib_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Once the interpreter is shutting down, submit() raises the stdlib's RuntimeError."""
+    with ContextThreadPoolExecutor(1) as ours, ThreadPoolExecutor(1) as stdlib:
+        monkeypatch.setattr(concurrent.futures.thread, "_shutdown", True)
+        with pytest.raises(RuntimeError) as stdlib_error:
+            stdlib.submit(print)
+        with pytest.raises(RuntimeError, match="interpreter shutdown") as our_error:
+            ours.submit(print)
+        monkeypatch.undo()
+    assert str(our_error.value) == str(stdlib_error.value)
+
+
+def test_wrapper_of_stdlib_submit_is_still_called(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A wrapper patched onto ThreadPoolExecutor.submit (as tracers do) runs for our pool too.
+
+    Patched after our pool was created, and the task still runs in the
+    submitter's context.
+    """
+    wrapped: list[str] = []
+    original = ThreadPoolExecutor.submit
+
+    def submit(self: ThreadPoolExecutor, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+        wrapped.append(var.get("unset"))
+        return original(self, fn, *args, **kwargs)
+
+    def body() -> str:
+        var.set("submitter")
+        with ContextThreadPoolExecutor(1) as ours:
+            monkeypatch.setattr(ThreadPoolExecutor, "submit", submit)
+            return ours.submit(var.get, "unset").result(timeout=WAIT)
+
+    assert contextvars.Context().run(body) == "submitter"
+    assert wrapped == ["submitter"]
+
+
+def test_submit_of_a_class_between_ours_and_the_stdlibs_is_called() -> None:
+    """In Mine(ContextThreadPoolExecutor, Mixin), Mixin's own submit() is called by ours."""
+    wrapped: list[str] = []
+
+    class Mixin(ThreadPoolExecutor):
+        def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+            wrapped.append(var.get("unset"))
+            return super().submit(fn, *args, **kwargs)
+
+    class Mine(ContextThreadPoolExecutor, Mixin):
+        pass
+
+    class Plain(ContextThreadPoolExecutor):
+        pass
+
+    def body() -> tuple[str, str]:
+        var.set("submitter")
+        with Mine(1) as mine, Plain(1) as plain:
+            return (
+                mine.submit(var.get, "unset").result(timeout=WAIT),
+                plain.submit(var.get, "unset").result(timeout=WAIT),
+            )
+
+    assert contextvars.Context().run(body) == ("submitter", "submitter")
+    assert wrapped == ["submitter"]
+
+
 @pytest.mark.parametrize("kwargs", [{"max_workers": 0}, {"max_workers": -1}])
 def test_bad_max_workers_raise_stdlib_error(kwargs: dict[str, Any]) -> None:
     """max_workers <= 0 raises the stdlib's ValueError."""
