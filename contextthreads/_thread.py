@@ -37,10 +37,10 @@ class ContextThread(threading.Thread):
     before or after construction are seen, and nothing the thread writes leaks
     back. This is CPython 3.14's ``Thread(context=...)`` with inheritance on,
     whatever ``sys.flags.thread_inherit_context`` says. Pass a
-    ``contextvars.Context`` to run in that very one; a Context can be entered
-    by one thread at a time, and one already entered elsewhere fails as CPython
-    fails: ``RuntimeError: cannot enter context`` reaches
-    ``threading.excepthook``.
+    ``contextvars.Context`` to run in that very one (anything else makes
+    ``start()`` raise ``TypeError``); a Context can be entered by one thread at
+    a time, and one already entered elsewhere fails as CPython fails:
+    ``RuntimeError: cannot enter context`` reaches ``threading.excepthook``.
 
     The whole of ``run()`` runs in the context, so subclasses that override it
     need not call ``super().run()``. Everything else (``join``, ``daemon``,
@@ -53,41 +53,29 @@ class ContextThread(threading.Thread):
     # Every method here runs once per thread: each Python call, attribute and
     # allocation saved is measured in benchmarks/case_thread.py.
 
-    def __init__(
-        self,
-        group: None = None,
-        target: Callable[..., object] | None = None,
-        name: str | None = None,
-        args: Iterable[Any] = (),
-        kwargs: Mapping[str, Any] | None = None,
-        *,
-        daemon: bool | None = None,
-        context: contextvars.Context | None = None,
-    ) -> None:
-        if context is not None and not isinstance(context, _Context):
-            _refuse(context)  # type: ignore[unreachable]  # callers may pass anything
-        super().__init__(group, target, name, args, kwargs, daemon=daemon)
-        self._adopt_context(context)
-
     if sys.version_info >= (3, 14):
-        # 3.14 runs run() in self._context natively; only the default differs.
+        # 3.14 runs run() in self._context natively, and its __init__ takes
+        # context= itself: only the default, and dropping it after run(), differ.
         _context: contextvars.Context | None = None
 
         def _adopt_context(self, context: contextvars.Context | None) -> None:
             self._context = context
 
         def start(self) -> None:
-            if self._context is not None:
+            context = self._context
+            if context is None:
+                self._context = _copy_context()
+                try:
+                    super().start()
+                except BaseException:
+                    # Not started (twice started, or no thread to be had): keep nothing.
+                    self._context = None
+                    raise
+            elif isinstance(context, _Context):
                 # Given at construction, or already started: the stdlib decides.
                 super().start()
-                return
-            self._context = _copy_context()
-            try:
-                super().start()
-            except BaseException:
-                # Not started (twice started, or no thread to be had): keep nothing.
-                self._context = None
-                raise
+            else:
+                _refuse(context)  # type: ignore[unreachable]  # callers may pass anything
 
         def _bootstrap_inner(self) -> None:
             try:
@@ -111,18 +99,35 @@ class ContextThread(threading.Thread):
             # try that feeds it.
             self._invoke_excepthook = functools.partial(_outside_context, self._invoke_excepthook)
 
+        def __init__(
+            self,
+            group: None = None,
+            target: Callable[..., object] | None = None,
+            name: str | None = None,
+            args: Iterable[Any] = (),
+            kwargs: Mapping[str, Any] | None = None,
+            *,
+            daemon: bool | None = None,
+            context: contextvars.Context | None = None,
+        ) -> None:
+            super().__init__(group, target, name, args, kwargs, daemon=daemon)
+            self._adopt_context(context)
+
         def start(self) -> None:
-            if self._contextthreads_context is not None:
+            context = self._contextthreads_context
+            if context is None:
+                self._contextthreads_context = _copy_context()
+                try:
+                    super().start()
+                except BaseException:
+                    # Not started (twice started, or no thread to be had): keep nothing.
+                    self._contextthreads_context = None
+                    raise
+            elif isinstance(context, _Context):
                 # Given at construction, or already started: the stdlib decides.
                 super().start()
-                return
-            self._contextthreads_context = _copy_context()
-            try:
-                super().start()
-            except BaseException:
-                # Not started (twice started, or no thread to be had): keep nothing.
-                self._contextthreads_context = None
-                raise
+            else:
+                _refuse(context)  # type: ignore[unreachable]  # callers may pass anything
 
         def _bootstrap_inner(self) -> None:
             # Running the stdlib's whole bootstrap in the context costs far
@@ -189,8 +194,6 @@ class ContextTimer(ContextThread, threading.Timer):
         *,
         context: contextvars.Context | None = None,
     ) -> None:
-        if context is not None and not isinstance(context, _Context):
-            _refuse(context)  # type: ignore[unreachable]  # callers may pass anything
         # Timer.__init__ calls Thread.__init__ by name, skipping ours.
         threading.Timer.__init__(self, interval, function, args, kwargs)
         self._adopt_context(context)

@@ -206,9 +206,17 @@ def test_start_without_init_raises_stdlib_error() -> None:
 
 @pytest.mark.parametrize("bad", [{}, "ctx", 0, contextvars.copy_context])
 def test_context_of_wrong_type_is_a_clear_type_error(bad: Any) -> None:
-    """context= that is not a Context or None raises TypeError naming the expected type."""
+    """context= that is not a Context or None makes start() raise TypeError naming the type.
+
+    The error comes in the caller's thread, before any thread is started.
+    """
+    ran = threading.Event()
+    thread = ContextThread(target=ran.set, context=bad)
     with pytest.raises(TypeError, match=r"context must be a contextvars\.Context or None, not"):
-        ContextThread(target=lambda: None, context=bad)
+        thread.start()
+    assert not thread.is_alive()
+    assert thread.ident is None
+    assert not ran.is_set()
 
 
 def test_run_override_without_super_sees_context() -> None:

@@ -109,9 +109,12 @@ def test_explicit_context_is_the_one_run_in() -> None:
 
 
 def test_context_of_wrong_type_is_a_clear_type_error() -> None:
-    """context= that is not a Context or None raises TypeError naming the expected type."""
+    """context= that is not a Context or None makes start() raise TypeError, starting nothing."""
+    timer = ContextTimer(0, lambda: None, context={})  # type: ignore[arg-type]
     with pytest.raises(TypeError, match=r"context must be a contextvars\.Context or None"):
-        ContextTimer(0, lambda: None, context={})  # type: ignore[arg-type]
+        timer.start()
+    assert not timer.is_alive()
+    assert timer.ident is None
 
 
 def test_exception_reaches_excepthook(excepthook: ExceptHookRecorder) -> None:
