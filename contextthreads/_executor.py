@@ -203,11 +203,9 @@ class ContextThreadPoolExecutor(ThreadPoolExecutor):
                 if _stdlib_thread._shutdown:
                     raise RuntimeError("cannot schedule new futures after interpreter shutdown")
                 future: Future[T] = Future()
-                self._work_queue.put(
-                    _stdlib_thread._WorkItem(
-                        future, _context_run, (_copy_context(), fn, *args), kwargs
-                    )
-                )
+                # Spread the arguments only when there are some, as on 3.14.
+                call = (_copy_context(), fn, *args) if args else (_copy_context(), fn)
+                self._work_queue.put(_stdlib_thread._WorkItem(future, _context_run, call, kwargs))
                 self._adjust_thread_count()
                 return future
 
