@@ -3,8 +3,9 @@
 Absolute times on a shared machine are noise; the ratio of two variants timed
 back to back in the same round is not, or much less so. Each round runs every
 variant once (the order alternates between rounds so neither always goes
-first), and each variant's per-round time is divided by the baseline's time in
-that same round. The table reports the median of those ratios and their
+first), or, for operations long enough to time singly, alternates them op by
+op; each variant's per-round time is divided by the baseline's time in that
+same round. The table reports the median of those ratios and their
 interquartile range.
 """
 
@@ -87,6 +88,43 @@ def interleave(
     return times
 
 
+def interleave_ops(
+    ops_variants: dict[str, Callable[[], object]],
+    ops: int,
+    rounds: int,
+    warmup: int = 2,
+) -> dict[str, list[float]]:
+    """Like ``interleave``, but alternate the variants op by op within each round.
+
+    For operations long enough to time one by one (a thread's start and join):
+    each op of one variant runs next to an op of the other, so the machine's
+    state changes far less between the two than over a whole round.
+    """
+    names = list(ops_variants)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    clock = time.perf_counter
+    for r in range(warmup + rounds):
+        totals = dict.fromkeys(names, 0.0)
+        gc.collect()
+        enabled = gc.isenabled()
+        gc.disable()
+        try:
+            for i in range(ops):
+                order = names if (r + i) % 2 == 0 else names[::-1]
+                for name in order:
+                    op = ops_variants[name]
+                    start = clock()
+                    op()
+                    totals[name] += clock() - start
+        finally:
+            if enabled:
+                gc.enable()
+        if r >= warmup:
+            for name in names:
+                times[name].append(totals[name])
+    return times
+
+
 def compare(
     case: str,
     baseline: str,
@@ -97,7 +135,30 @@ def compare(
     warmup: int = 2,
 ) -> list[Row]:
     """Time ``variants`` interleaved and return one Row per non-baseline variant."""
-    times = interleave(variants, ops, rounds, warmup)
+    return rows_for(case, baseline, interleave(variants, ops, rounds, warmup), ops, targets)
+
+
+def compare_ops(
+    case: str,
+    baseline: str,
+    ops_variants: dict[str, Callable[[], object]],
+    ops: int,
+    rounds: int,
+    targets: dict[str, str] | None = None,
+    warmup: int = 2,
+) -> list[Row]:
+    """Time ``ops_variants`` alternated op by op; return one Row per non-baseline variant."""
+    return rows_for(case, baseline, interleave_ops(ops_variants, ops, rounds, warmup), ops, targets)
+
+
+def rows_for(
+    case: str,
+    baseline: str,
+    times: dict[str, list[float]],
+    ops: int,
+    targets: dict[str, str] | None = None,
+) -> list[Row]:
+    """Return the table rows for per-round ``times``: each variant's ratios to the baseline's."""
     base = times[baseline]
     rows = [_row(case, baseline, baseline, base, [1.0] * len(base), ops, "")]
     for name, ts in times.items():

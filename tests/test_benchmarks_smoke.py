@@ -10,6 +10,7 @@ import importlib.util
 import subprocess
 import sys
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -61,3 +62,34 @@ def test_fluster_case_runs_or_says_why_not() -> None:
     else:
         assert "WorkerPool no-op round trip" in out
         assert "WorkerPool throughput" in out
+
+
+def test_op_by_op_rounds_alternate_variants_and_restore_gc() -> None:
+    """interleave_ops runs the variants op by op, swapping who goes first every op and round.
+
+    Each round yields one total per variant, and the cyclic GC, held off while a
+    round runs, is enabled again afterwards.
+    """
+    import gc
+
+    sys.path.insert(0, str(RUN.parent))
+    try:
+        from _harness import interleave_ops
+    finally:
+        sys.path.remove(str(RUN.parent))
+    calls: list[str] = []
+    gc_during: list[bool] = []
+
+    def op(name: str) -> Callable[[], None]:
+        def run() -> None:
+            calls.append(name)
+            gc_during.append(gc.isenabled())
+
+        return run
+
+    times = interleave_ops({"a": op("a"), "b": op("b")}, ops=3, rounds=2, warmup=1)
+    # Warm-up round, then two measured ones: three ops each.
+    assert "".join(calls) == "abbaab" + "baabba" + "abbaab"
+    assert [len(times["a"]), len(times["b"])] == [2, 2]
+    assert not any(gc_during)
+    assert gc.isenabled()
