@@ -98,7 +98,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: check, don't measure")
     parser.add_argument(
-        "--case", type=int, action="append", choices=range(1, 6), help="run only these cases"
+        "--case",
+        type=int,
+        action="append",
+        choices=range(1, 7),
+        help="run only these cases (6, where a task's overhead goes, runs only on request)",
     )
     parser.add_argument(
         "--rounds", type=int, help="interleaved rounds per comparison (default: per case)"
@@ -134,6 +138,10 @@ def main(argv: list[str] | None = None) -> int:
         import case_fluster
 
         rows += case_fluster.run(sizes.fluster_ops, args.rounds or sizes.fluster_rounds)
+    if 6 in cases:
+        import case_floor
+
+        rows += case_floor.run(sizes.executor_ops, args.rounds or sizes.executor_rounds)
     print(format_table(rows))
     print()
     print(

@@ -36,6 +36,7 @@ def _smoke(*case: str) -> str:
         ("2", ["ContextThread", "ContextTimer"]),
         ("3", ["ContextThreadPoolExecutor.map", "peak RSS"]),
         ("4", ["bind(fn)()"]),
+        ("6", ["ContextThreadPoolExecutor (all of it)" if sys.version_info >= (3, 14) else "3.14"]),
     ],
 )
 def test_case_runs_and_reports(case: str, rows: list[str]) -> None:
