@@ -138,19 +138,6 @@ def compare(
     return rows_for(case, baseline, interleave(variants, ops, rounds, warmup), ops, targets)
 
 
-def compare_ops(
-    case: str,
-    baseline: str,
-    ops_variants: dict[str, Callable[[], object]],
-    ops: int,
-    rounds: int,
-    targets: dict[str, str] | None = None,
-    warmup: int = 2,
-) -> list[Row]:
-    """Time ``ops_variants`` alternated op by op; return one Row per non-baseline variant."""
-    return rows_for(case, baseline, interleave_ops(ops_variants, ops, rounds, warmup), ops, targets)
-
-
 def rows_for(
     case: str,
     baseline: str,

@@ -6,7 +6,7 @@ import threading
 from typing import Callable
 
 from _common import noop, set_context_vars
-from _harness import Row, compare_ops
+from _harness import Row, interleave_ops, rows_for
 
 from contextthreads import ContextThread, ContextTimer
 
@@ -25,26 +25,24 @@ def run(ops: int, rounds: int) -> list[Row]:
     set_context_vars(10)
     # Op by op: a start+join (about 200 us here) is long enough to time singly,
     # and pairing each with one of the other variant damps the machine's noise.
-    rows = compare_ops(
-        "2. Thread start+join",
-        "threading.Thread",
-        {
-            "threading.Thread": _start_join(lambda: threading.Thread(target=noop)),
-            "ContextThread": _start_join(lambda: ContextThread(target=noop)),
-        },
-        ops,
-        rounds,
-        {"ContextThread": "<=1.02x"},
-    )
-    rows += compare_ops(
-        "2. Timer(0) start+join",
-        "threading.Timer",
-        {
-            "threading.Timer": _start_join(lambda: threading.Timer(0, noop)),
-            "ContextTimer": _start_join(lambda: ContextTimer(0, noop)),
-        },
-        ops,
-        rounds,
-        {"ContextTimer": "<=1.02x"},
-    )
+    rows: list[Row] = []
+    for case, baseline, make_baseline, ours, make_ours in [
+        (
+            "2. Thread start+join",
+            "threading.Thread",
+            lambda: threading.Thread(target=noop),
+            "ContextThread",
+            lambda: ContextThread(target=noop),
+        ),
+        (
+            "2. Timer(0) start+join",
+            "threading.Timer",
+            lambda: threading.Timer(0, noop),
+            "ContextTimer",
+            lambda: ContextTimer(0, noop),
+        ),
+    ]:
+        ops_variants = {baseline: _start_join(make_baseline), ours: _start_join(make_ours)}
+        times = interleave_ops(ops_variants, ops, rounds)
+        rows += rows_for(case, baseline, times, ops, {ours: "<=1.02x"})
     return rows

@@ -49,11 +49,6 @@ class _RunOnce:
 _copy_context = contextvars.copy_context
 _context_run: Callable[..., Any] = contextvars.Context.run
 
-if sys.version_info < (3, 14):
-    from concurrent.futures import thread as _stdlib_thread
-
-    _STOCK_SUBMIT = ThreadPoolExecutor.submit
-
 if sys.version_info >= (3, 14):
     from concurrent.futures.thread import WorkerContext
 
@@ -87,6 +82,11 @@ if sys.version_info >= (3, 14):
             except BaseException:
                 del context
                 raise
+
+else:
+    from concurrent.futures import thread as _stdlib_thread
+
+    _STOCK_SUBMIT = ThreadPoolExecutor.submit
 
 
 class ContextThreadPoolExecutor(ThreadPoolExecutor):

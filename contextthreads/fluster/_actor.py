@@ -151,9 +151,9 @@ class ActorServer(SignedService):
             actor = self._actors.get(actor_name) if isinstance(actor_name, str) else None
         if actor is None:
             raise LookupError(f"no actor named {actor_name!r} on this server")
-        if not isinstance(method_name, str) or method_name.startswith("_"):
-            raise AttributeError(f"{method_name!r} is not a public method of {actor_name!r}")
-        method = getattr(actor, method_name)
+        method = None
+        if isinstance(method_name, str) and not method_name.startswith("_"):
+            method = getattr(actor, method_name)
         if not callable(method):
             raise AttributeError(f"{method_name!r} is not a public method of {actor_name!r}")
         return method  # type: ignore[no-any-return]

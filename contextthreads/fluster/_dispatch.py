@@ -56,12 +56,16 @@ class _Worker:
         self.status = WorkerStatus.PENDING
         self.endpoint_url: str | None = None
         self.pid: int | None = None
-        self.current_task_id: str | None = None
         #: Tasks sent to the worker and not answered yet, oldest (the running one) first.
         self.in_flight: collections.deque[_Task] = collections.deque()
         self.tasks_completed = 0
         self.tasks_failed = 0
         self.error: str | None = None
+
+    @property
+    def current_task_id(self) -> str | None:
+        """Return the id of the task the worker is running, if any."""
+        return self.in_flight[0].task_id if self.in_flight else None
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -145,16 +149,15 @@ class WorkerDispatcher:
                     continue
                 assert isinstance(task, _Task)
                 self._clock = time.monotonic()
-            elif len(worker.in_flight) < self.max_in_flight:
-                task = pool._next_task_nowait(worker, self.max_waiting_size)
+            else:
+                task = None
+                if len(worker.in_flight) < self.max_in_flight:
+                    task = pool._next_task_nowait(worker, self.max_waiting_size)
                 if task is None:
+                    # Nothing more to hand over: wait for the oldest answer.
                     if not self._receive():
                         return
                     continue
-            else:
-                if not self._receive():
-                    return
-                continue
             if not self._send(task):
                 return
 

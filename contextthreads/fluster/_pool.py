@@ -455,7 +455,6 @@ class WorkerPool:
                 task.started = True
             worker.in_flight.append(task)
             worker.status = WorkerStatus.BUSY
-            worker.current_task_id = worker.in_flight[0].task_id
             return task
         return None
 
@@ -492,7 +491,6 @@ class WorkerPool:
             task = worker.in_flight.popleft()
             if worker.status is WorkerStatus.BUSY and not worker.in_flight:
                 worker.status = WorkerStatus.IDLE
-            worker.current_task_id = worker.in_flight[0].task_id if worker.in_flight else None
             if ok:
                 worker.tasks_completed += 1
                 self._tasks_completed += 1
@@ -521,10 +519,10 @@ class WorkerPool:
             held = list(worker.in_flight)
             worker.in_flight.clear()
             worker.status = WorkerStatus.FAILED
-            worker.current_task_id = None
             worker.error = f"lost while running {held[0].task_id}: {reason}" if held else reason
+            stopping = self._stopping.is_set()
             for position, task in enumerate(held):
-                if self._stopping.is_set():
+                if stopping:
                     failed.append((task, self._shutdown_error(worker, task)))
                 elif not delivered or task.retries_left > 0:
                     if delivered:

@@ -40,14 +40,12 @@ from ._http import (
 __all__ = (
     "NONCE_HEADER",
     "NONCE_SIZE",
-    "PROTOCOL",
     "FrameChannel",
     "accept_signature",
     "connect",
     "server_channel",
 )
 
-PROTOCOL = STREAM_PROTOCOL
 NONCE_HEADER = "X-Fluster-Nonce"
 NONCE_SIZE = 16
 
@@ -224,7 +222,7 @@ def connect(url: str, path: str, secret: str, body: bytes, timeout: float | None
         "Content-Type: application/octet-stream\r\n"
         f"Content-Length: {len(request_body)}\r\n"
         f"{SIGNATURE_HEADER}: {sign(secret, request_body)}\r\n"
-        f"Connection: Upgrade\r\nUpgrade: {PROTOCOL}\r\n\r\n"
+        f"Connection: Upgrade\r\nUpgrade: {STREAM_PROTOCOL}\r\n\r\n"
     ).encode("latin-1")
     where = f"{url}{path}"
     try:

@@ -45,10 +45,10 @@ from contextthreads.fluster import (
     RpcTimeoutError,
 )
 from contextthreads.fluster._http import MAX_BODY, SIGNATURE_HEADER, sign, verify
+from contextthreads.fluster._http import STREAM_PROTOCOL as PROTOCOL
 from contextthreads.fluster._stream import (
     NONCE_HEADER,
     NONCE_SIZE,
-    PROTOCOL,
     FrameChannel,
     accept_signature,
     connect,
