@@ -6,6 +6,7 @@ import contextvars
 import functools
 import sys
 import threading
+from types import MethodType
 
 # Annotations only: importing typing would double this package's import time.
 TYPE_CHECKING = False
@@ -22,6 +23,7 @@ def _refuse(context: object) -> None:
 _Context = contextvars.Context
 _copy_context = contextvars.copy_context
 _context_run: Callable[..., Any] = contextvars.Context.run
+_thread_bootstrap: Callable[[threading.Thread], None] = threading.Thread._bootstrap  # type: ignore[attr-defined]
 
 
 def _outside_context(invoke: Callable[[threading.Thread], None], thread: threading.Thread) -> None:
@@ -93,11 +95,11 @@ class ContextThread(threading.Thread):
 
         def _adopt_context(self, context: contextvars.Context | None) -> None:
             self._contextthreads_context = context
-            # The whole bootstrap runs in the context (see _bootstrap_inner);
-            # only the excepthook must stay outside it, as in 3.14, whose
+            # The whole bootstrap runs in the context (see _bootstrap); only
+            # the excepthook must stay outside it, as in 3.14, whose
             # _bootstrap_inner calls self._context.run(self.run) inside the
             # try that feeds it.
-            self._invoke_excepthook = functools.partial(_outside_context, self._invoke_excepthook)
+            self._invoke_excepthook = MethodType(_outside_context, self._invoke_excepthook)
 
         def __init__(
             self,
@@ -113,37 +115,28 @@ class ContextThread(threading.Thread):
             super().__init__(group, target, name, args, kwargs, daemon=daemon)
             self._adopt_context(context)
 
-        def start(self) -> None:
+        # The stdlib's start() (the same from 3.9 to 3.13) reads
+        # self._bootstrap once, in the starting thread, inside the try that
+        # undoes a failed start, and runs what it gets in the new thread:
+        # answering that read is both "copy in start()" and "run the whole
+        # bootstrap in the context", with no Python frame of ours in the new
+        # thread (benchmarks/case_thread.py).
+        @property
+        def _bootstrap(self) -> Callable[[], None]:
             context = self._contextthreads_context
             if context is None:
-                self._contextthreads_context = _copy_context()
-                try:
-                    super().start()
-                except BaseException:
-                    # Not started (twice started, or no thread to be had): keep nothing.
-                    self._contextthreads_context = None
-                    raise
-            elif isinstance(context, _Context):
-                # Given at construction, or already started: the stdlib decides.
-                super().start()
-            else:
-                _refuse(context)  # type: ignore[unreachable]  # callers may pass anything
+                # A fresh copy: no other thread can have entered it, and the
+                # new thread lets go of it when its bootstrap returns.
+                return functools.partial(_context_run, _copy_context(), _thread_bootstrap, self)
+            if isinstance(context, _Context):
+                return self._bootstrap_in_given_context
+            _refuse(context)  # type: ignore[unreachable]  # callers may pass anything
 
-        def _bootstrap_inner(self) -> None:
-            # Running the stdlib's whole bootstrap in the context costs far
-            # less per thread than shadowing self.run with an instance
-            # attribute, which turns the thread's attribute storage into a
-            # plain dict.
+        def _bootstrap_in_given_context(self) -> None:
             # No local holds the context: a failed thread's traceback keeps
             # this frame, and must not keep the context alive with it.
             try:
-                _context_run(
-                    # None: a subclass bypassed our start().
-                    _Context()
-                    if self._contextthreads_context is None
-                    else self._contextthreads_context,
-                    super()._bootstrap_inner,  # type: ignore[misc]
-                )
+                _context_run(self._contextthreads_context, _thread_bootstrap, self)
             except RuntimeError:
                 if self._started.is_set():
                     raise
@@ -160,8 +153,7 @@ class ContextThread(threading.Thread):
             # self._context.run(self.run) exactly, on every version, without
             # copying private stdlib code.
             context = self._contextthreads_context
-            if context is None:
-                context = _Context()
+            assert context is not None  # only _bootstrap_in_given_context calls this
             own_run = self.__dict__.get("run")
             self.run = functools.partial(context.run, self.run)  # type: ignore[method-assign]
             # A traceback handed to the excepthook keeps this frame alive through
