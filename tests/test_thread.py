@@ -208,7 +208,8 @@ def test_start_without_init_raises_stdlib_error() -> None:
 def test_context_of_wrong_type_is_a_clear_type_error(bad: Any) -> None:
     """context= that is not a Context or None makes start() raise TypeError naming the type.
 
-    The error comes in the caller's thread, before any thread is started.
+    The error comes in the caller's thread, before any thread is started, and
+    leaves the thread registered nowhere (not even as starting).
     """
     ran = threading.Event()
     thread = ContextThread(target=ran.set, context=bad)
@@ -216,6 +217,7 @@ def test_context_of_wrong_type_is_a_clear_type_error(bad: Any) -> None:
         thread.start()
     assert not thread.is_alive()
     assert thread.ident is None
+    assert thread not in threading.enumerate()
     assert not ran.is_set()
 
 
