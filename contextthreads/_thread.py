@@ -23,12 +23,35 @@ def _refuse(context: object) -> None:
 _Context = contextvars.Context
 _copy_context = contextvars.copy_context
 _context_run: Callable[..., Any] = contextvars.Context.run
-_thread_bootstrap: Callable[[threading.Thread], None] = threading.Thread._bootstrap  # type: ignore[attr-defined]
 
 
 def _outside_context(invoke: Callable[[threading.Thread], None], thread: threading.Thread) -> None:
     # The thread's own bootstrap context is empty; its run() context is busy.
     _Context().run(invoke, thread)
+
+
+if sys.version_info < (3, 14):
+
+    class _CopyBeforeBootstrap:
+        """Stand in for a ``_bootstrap`` that precedes ContextThread's in a subclass's MRO.
+
+        Read by the stdlib's start(), in the starting thread: take the copy there,
+        as a given context, for ContextThread's own ``_bootstrap`` to enter when the
+        wrapped one reaches it (through ``super()``) in the new thread.
+        """
+
+        def __init__(self, bootstrap: Any) -> None:
+            self._wrapped = bootstrap
+
+        def __get__(self, thread: ContextThread | None, owner: type | None = None) -> Any:
+            if thread is None:
+                return self
+            context = thread._contextthreads_context
+            if context is None:
+                thread._contextthreads_context = _copy_context()
+            elif not isinstance(context, _Context):
+                _refuse(context)  # type: ignore[unreachable]  # callers may pass anything
+            return self._wrapped.__get__(thread, owner)
 
 
 class ContextThread(threading.Thread):
@@ -127,16 +150,27 @@ class ContextThread(threading.Thread):
             if context is None:
                 # A fresh copy: no other thread can have entered it, and the
                 # new thread lets go of it when its bootstrap returns.
-                return functools.partial(_context_run, _copy_context(), _thread_bootstrap, self)
+                return functools.partial(_context_run, _copy_context(), super()._bootstrap)  # type: ignore[misc]
             if isinstance(context, _Context):
                 return self._bootstrap_in_given_context
             _refuse(context)  # type: ignore[unreachable]  # callers may pass anything
+
+        def __init_subclass__(cls, **kwargs: Any) -> None:
+            super().__init_subclass__(**kwargs)
+            # A _bootstrap defined before ours in this class's MRO (a tracer
+            # may wrap it) is what start() reads: ours would run only in the
+            # new thread, too late to copy the starter's context.
+            first = next(vars(k)["_bootstrap"] for k in cls.__mro__ if "_bootstrap" in vars(k))
+            if first is not vars(ContextThread)["_bootstrap"] and not isinstance(
+                first, _CopyBeforeBootstrap
+            ):
+                cls._bootstrap = _CopyBeforeBootstrap(first)  # type: ignore[assignment]
 
         def _bootstrap_in_given_context(self) -> None:
             # No local holds the context: a failed thread's traceback keeps
             # this frame, and must not keep the context alive with it.
             try:
-                _context_run(self._contextthreads_context, _thread_bootstrap, self)
+                _context_run(self._contextthreads_context, super()._bootstrap)  # type: ignore[misc]
             except RuntimeError:
                 if self._started.is_set():
                     raise

@@ -370,6 +370,74 @@ def test_subclass_overriding_start_keeps_semantics() -> None:
     assert seen == ["set inside start"]
 
 
+class _TracingBootstrap(threading.Thread):
+    """A tracer's way in: wrap the stdlib's private per-thread bootstrap."""
+
+    def _bootstrap(self) -> None:
+        self.traced = True
+        super()._bootstrap()  # type: ignore[misc]
+
+
+def _traced(tracer_first: bool) -> type[ContextThread]:
+    bases = (
+        (_TracingBootstrap, ContextThread) if tracer_first else (ContextThread, _TracingBootstrap)
+    )
+    return type("Traced", bases, {})
+
+
+@pytest.mark.parametrize("explicit", [False, True])
+@pytest.mark.parametrize("tracer_first", [False, True])
+def test_bootstrap_wrapped_elsewhere_in_the_mro_still_runs(
+    tracer_first: bool, explicit: bool
+) -> None:
+    """A class beside ContextThread in the MRO that wraps _bootstrap is still called.
+
+    Whichever comes first, the tracer's wrapper runs in the new thread, and
+    run() still sees the values current at start(), or the given context's.
+    """
+    seen: list[str] = []
+    given = contextvars.Context()
+    given.run(var.set, "given")
+
+    def body() -> Any:
+        var.set("starter")
+        thread = _traced(tracer_first)(
+            target=lambda: seen.append(var.get("unset")), context=given if explicit else None
+        )
+        return joined(_started(thread))
+
+    thread = contextvars.Context().run(body)
+    assert thread.traced
+    assert seen == ["given" if explicit else "starter"]
+
+
+@pytest.mark.parametrize("tracer_first", [False, True])
+def test_bootstrap_wrapped_elsewhere_still_refuses_a_bad_context(tracer_first: bool) -> None:
+    """With a _bootstrap wrapped beside ours, a wrong-type context= still fails in start()."""
+    thread = _traced(tracer_first)(target=lambda: None, context="not a context")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="context must be"):
+        thread.start()
+    assert thread not in threading.enumerate()
+
+
+def test_subclass_overriding_bootstrap_gets_starter_context() -> None:
+    """A ContextThread subclass that overrides _bootstrap and calls super() keeps the semantics."""
+    seen: list[str] = []
+
+    class Own(ContextThread):
+        def _bootstrap(self) -> None:
+            var.set("written by the override")  # in the new thread, outside run()'s context
+            super()._bootstrap()  # type: ignore[misc]
+
+    def body() -> None:
+        thread = Own(target=lambda: seen.append(var.get("unset")))
+        var.set("starter")
+        joined(_started(thread))
+
+    contextvars.Context().run(body)
+    assert seen == ["starter"]
+
+
 @pytest.mark.parametrize("explicit", [False, True], ids=["copied", "explicit-context"])
 def test_excepthook_runs_outside_the_threads_context(explicit: bool) -> None:
     """threading.excepthook runs outside the context run() ran in, as on CPython 3.14.
