@@ -138,9 +138,9 @@ class ContextThread(threading.Thread):
             super().__init__(group, target, name, args, kwargs, daemon=daemon)
             self._adopt_context(context)
 
-        # The stdlib's start() (the same from 3.9 to 3.13) reads
-        # self._bootstrap once, in the starting thread, inside the try that
-        # undoes a failed start, and runs what it gets in the new thread:
+        # The stdlib's start() reads self._bootstrap once, in the starting
+        # thread, inside the try that undoes a failed start, and runs what it
+        # gets in the new thread (alike from 3.9 to 3.13):
         # answering that read is both "copy in start()" and "run the whole
         # bootstrap in the context", with no Python frame of ours in the new
         # thread (benchmarks/case_thread.py).
