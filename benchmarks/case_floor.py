@@ -2,9 +2,12 @@
 
 Not part of the default run. Each variant is the stdlib pool with one piece
 of what ``ContextThreadPoolExecutor`` does per task, wired through 3.14's
-``prepare_context`` hook exactly as ours is, so the pieces' costs can be read
-side by side against the stdlib: taking the copy, letting the worker free it,
-entering a context in the worker, and all of it (our executor).
+``prepare_context`` hook exactly as ours is: taking the copy, letting the
+worker free it, entering a context in the worker (one it made itself, or one
+made by the submitter), and all of it (our executor). Each is timed against
+the plain stdlib pool in rounds of its own, two variants at a time: with all
+of them interleaved at once, a variant's place among the others moved its
+median by as much as the pieces cost.
 """
 
 from __future__ import annotations
@@ -49,7 +52,11 @@ def _copy_to_worker(fn: Any, args: Any, kwargs: Any) -> Task:
     return (contextvars.copy_context(), fn, args, kwargs)
 
 
-def _workers() -> tuple[type, type]:
+def _empty_to_worker(fn: Any, args: Any, kwargs: Any) -> Task:
+    return (contextvars.Context(), fn, args, kwargs)
+
+
+def _workers() -> tuple[type, type, type]:
     from concurrent.futures.thread import WorkerContext
 
     class Call(WorkerContext):
@@ -65,7 +72,13 @@ def _workers() -> tuple[type, type]:
             del task
             return contextvars.Context().run(fn)
 
-    return Call, EnterFresh
+    class EnterGiven(WorkerContext):
+        def run(self, task: Task) -> Any:
+            context, fn, _args, _kwargs = task
+            del task
+            return context.run(fn)
+
+    return Call, EnterFresh, EnterGiven
 
 
 def run(ops: int, rounds: int) -> list[Row]:
@@ -75,24 +88,31 @@ def run(ops: int, rounds: int) -> list[Row]:
             Row(CASE, "all pieces", "ThreadPoolExecutor", *[float("nan")] * 4, note="needs 3.14")
         ]
     set_context_vars(10)
-    call, enter_fresh = _workers()
-    classes: dict[str, type[ThreadPoolExecutor]] = {
-        "ThreadPoolExecutor": ThreadPoolExecutor,
+    call, enter_fresh, enter_given = _workers()
+    pieces: dict[str, type[ThreadPoolExecutor]] = {
         "our task tuple, no context": _pool(call, _no_copy),
         "+ copy, freed by the submitter": _pool(call, _copy_kept_by_submitter),
         "+ copy, freed by the worker": _pool(call, _copy_to_worker),
-        "+ worker enters a fresh Context": _pool(enter_fresh, _no_copy),
+        "+ worker enters a Context it made": _pool(enter_fresh, _no_copy),
+        "+ worker enters an empty Context the submitter made": _pool(enter_given, _empty_to_worker),
         "ContextThreadPoolExecutor (all of it)": ContextThreadPoolExecutor,
     }
-    executors = {name: _warm(cls(WORKERS)) for name, cls in classes.items()}
+    stdlib = _warm(ThreadPoolExecutor(WORKERS))
+    baseline = _submitting(stdlib, lambda ex: ex.submit(noop))
+    rows: list[Row] = []
     try:
-        return compare(
-            CASE,
-            "ThreadPoolExecutor",
-            {name: _submitting(ex, lambda ex: ex.submit(noop)) for name, ex in executors.items()},
-            ops,
-            rounds,
-        )
+        for name, cls in pieces.items():
+            piece = _warm(cls(WORKERS))
+            try:
+                variants = {
+                    "ThreadPoolExecutor": baseline,
+                    name: _submitting(piece, lambda ex: ex.submit(noop)),
+                }
+                found = compare(CASE, "ThreadPoolExecutor", variants, ops, rounds)
+            finally:
+                piece.shutdown()
+            # The baseline's own row once, at the top.
+            rows += found[1:] if rows else found
     finally:
-        for ex in executors.values():
-            ex.shutdown()
+        stdlib.shutdown()
+    return rows
