@@ -8,13 +8,13 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Iterator
 
 from _common import noop, set_context_vars
-from _harness import Row, compare, timed
+from _harness import Row, compare_each, timed
 
 from contextthreads import ContextThreadPoolExecutor
 
 WORKERS = 4
 CASE = "1. no-op tasks, 4 workers, 10 ContextVars"
-TARGETS = {"ContextThreadPoolExecutor": "<=1.03x"}
+OTEL = "ThreadPoolExecutor + OpenTelemetry threading"
 
 
 def _otel() -> Any | None:
@@ -55,39 +55,48 @@ def run(ops: int, rounds: int) -> list[Row]:
     stdlib = _warm(ThreadPoolExecutor(WORKERS))
     ours = _warm(ContextThreadPoolExecutor(WORKERS))
     hand = _warm(ThreadPoolExecutor(WORKERS))
-    baseline = _submitting(stdlib, lambda ex: ex.submit(noop))
+    otel = _warm(ThreadPoolExecutor(WORKERS))
     variants = {
-        "ThreadPoolExecutor": baseline,
         "ContextThreadPoolExecutor": _submitting(ours, lambda ex: ex.submit(noop)),
         "submit(copy_context().run, fn)": _submitting(
             hand, lambda ex: ex.submit(contextvars.copy_context().run, noop)
         ),
     }
-    executors = [stdlib, ours, hand]
+    instrumented = _instrumented()
+    if instrumented is not None:
+        variants[OTEL] = _submitting(otel, lambda ex: ex.submit(noop), instrumented)
     try:
-        rows = compare(CASE, "ThreadPoolExecutor", variants, ops, rounds, TARGETS)
-        rows += _against_opentelemetry(baseline, ops, rounds)
+        rows = compare_each(
+            CASE,
+            "ThreadPoolExecutor",
+            _submitting(stdlib, lambda ex: ex.submit(noop)),
+            variants,
+            ops,
+            rounds,
+            {"ContextThreadPoolExecutor": "<=1.03x"},
+        )
     finally:
-        for ex in executors:
+        for ex in [stdlib, ours, hand, otel]:
             ex.shutdown()
+    if instrumented is None:
+        missing = [float("nan")] * 4
+        note = "skipped: opentelemetry-instrumentation-threading not installed"
+        rows.append(Row(CASE, OTEL, "ThreadPoolExecutor", *missing, note=note))
     return rows
 
 
-def _against_opentelemetry(baseline: Callable[[int], float], ops: int, rounds: int) -> list[Row]:
-    """Time the stdlib pool under OpenTelemetry against ``baseline``, in rounds of its own.
+def _instrumented() -> Callable[[], contextlib.AbstractContextManager[object]] | None:
+    """Return a context manager factory that turns OpenTelemetry's instrumentation on, if installed.
 
     The instrumentor patches the stdlib classes that every other variant uses,
-    so it is on only during its own rounds; switching it on and off, round after
-    round, also slows the rounds next to it (each switch invalidates the
-    interpreter's attribute caches for those classes), so it gets a comparison
-    of its own instead of sharing one with ``ContextThreadPoolExecutor``.
+    so it is on only during its own rounds, which compare_each keeps apart from
+    the other variants': switching it on and off also slows the rounds next to
+    it (each switch invalidates the interpreter's attribute caches for those
+    classes).
     """
-    name = "ThreadPoolExecutor + OpenTelemetry threading"
     instrumentor = _otel()
     if instrumentor is None:
-        missing = [float("nan")] * 4
-        note = "skipped: opentelemetry-instrumentation-threading not installed"
-        return [Row(CASE, name, "ThreadPoolExecutor", *missing, note=note)]
+        return None
 
     @contextlib.contextmanager
     def instrumented() -> Iterator[None]:
@@ -97,13 +106,4 @@ def _against_opentelemetry(baseline: Callable[[int], float], ops: int, rounds: i
         finally:
             instrumentor.uninstrument()
 
-    otel_ex = _warm(ThreadPoolExecutor(WORKERS))
-    try:
-        variants = {
-            "ThreadPoolExecutor": baseline,
-            name: _submitting(otel_ex, lambda ex: ex.submit(noop), instrumented),
-        }
-        # The baseline's own row is already in the table.
-        return compare(CASE, "ThreadPoolExecutor", variants, ops, rounds)[1:]
-    finally:
-        otel_ex.shutdown()
+    return instrumented

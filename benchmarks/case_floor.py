@@ -5,9 +5,7 @@ of what ``ContextThreadPoolExecutor`` does per task, wired through 3.14's
 ``prepare_context`` hook exactly as ours is: taking the copy, letting the
 worker free it, entering a context in the worker (one it made itself, or one
 made by the submitter), and all of it (our executor). Each is timed against
-the plain stdlib pool in rounds of its own, two variants at a time: with all
-of them interleaved at once, a variant's place among the others moved its
-median by as much as the pieces cost.
+the plain stdlib pool in rounds of its own (see ``compare_each``).
 """
 
 from __future__ import annotations
@@ -18,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
 from _common import noop, set_context_vars
-from _harness import Row, compare
+from _harness import Row, compare_each
 from case_executor import WORKERS, _submitting, _warm
 
 from contextthreads import ContextThreadPoolExecutor
@@ -98,21 +96,16 @@ def run(ops: int, rounds: int) -> list[Row]:
         "ContextThreadPoolExecutor (all of it)": ContextThreadPoolExecutor,
     }
     stdlib = _warm(ThreadPoolExecutor(WORKERS))
-    baseline = _submitting(stdlib, lambda ex: ex.submit(noop))
-    rows: list[Row] = []
+    executors = {name: _warm(cls(WORKERS)) for name, cls in pieces.items()}
     try:
-        for name, cls in pieces.items():
-            piece = _warm(cls(WORKERS))
-            try:
-                variants = {
-                    "ThreadPoolExecutor": baseline,
-                    name: _submitting(piece, lambda ex: ex.submit(noop)),
-                }
-                found = compare(CASE, "ThreadPoolExecutor", variants, ops, rounds)
-            finally:
-                piece.shutdown()
-            # The baseline's own row once, at the top.
-            rows += found[1:] if rows else found
+        return compare_each(
+            CASE,
+            "ThreadPoolExecutor",
+            _submitting(stdlib, lambda ex: ex.submit(noop)),
+            {name: _submitting(ex, lambda ex: ex.submit(noop)) for name, ex in executors.items()},
+            ops,
+            rounds,
+        )
     finally:
-        stdlib.shutdown()
-    return rows
+        for ex in [stdlib, *executors.values()]:
+            ex.shutdown()

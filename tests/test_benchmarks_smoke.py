@@ -94,3 +94,42 @@ def test_op_by_op_rounds_alternate_variants_and_restore_gc() -> None:
     assert [len(times["a"]), len(times["b"])] == [2, 2]
     assert not any(gc_during)
     assert gc.isenabled()
+
+
+def test_each_variant_is_compared_with_the_baseline_alone() -> None:
+    """compare_each gives every variant rounds of its own against the baseline.
+
+    No round runs two variants; within a comparison the pair alternates
+    A B B A; the table has the baseline's row once, then one row per variant,
+    each with its target.
+    """
+    sys.path.insert(0, str(RUN.parent))
+    try:
+        from _harness import compare_each
+    finally:
+        sys.path.remove(str(RUN.parent))
+    calls: list[str] = []
+
+    def variant(name: str) -> Callable[[int], float]:
+        def run(ops: int) -> float:
+            calls.append(name)
+            return float(ops)
+
+        return run
+
+    rows = compare_each(
+        "case",
+        "base",
+        variant("base"),
+        {"x": variant("x"), "y": variant("y")},
+        ops=2,
+        rounds=2,
+        targets={"y": "<=1.03x"},
+    )
+    # Two warm-up rounds, then two measured ones, per comparison.
+    assert calls == ["base", "x", "x", "base"] * 2 + ["base", "y", "y", "base"] * 2
+    assert [(row.variant, row.ratio, row.target) for row in rows] == [
+        ("base", 1.0, ""),
+        ("x", 1.0, ""),
+        ("y", 1.0, "<=1.03x"),
+    ]
