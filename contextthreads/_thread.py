@@ -46,11 +46,11 @@ if sys.version_info < (3, 14):
         def __get__(self, thread: ContextThread | None, owner: type | None = None) -> Any:
             if thread is None:
                 return self
-            context = thread._contextthreads_context
+            context = getattr(thread, "_contextthreads_context", None)
             if context is None:
                 thread._contextthreads_context = _copy_context()
             elif not isinstance(context, _Context):
-                _refuse(context)  # type: ignore[unreachable]  # callers may pass anything
+                _refuse(context)
             return self._wrapped.__get__(thread, owner)
 
 
@@ -76,18 +76,26 @@ class ContextThread(threading.Thread):
     """
 
     # Every method here runs once per thread: each Python call, attribute and
-    # allocation saved is measured in benchmarks/case_thread.py.
+    # allocation saved is measured in benchmarks/case_thread.py. The context
+    # attributes are declared without class-level defaults: an instance
+    # attribute that shadows a class attribute is stored (and, before 3.14,
+    # loaded) through the interpreter's slow generic path every time.
 
     if sys.version_info >= (3, 14):
         # 3.14 runs run() in self._context natively, and its __init__ takes
         # context= itself: only the default, and dropping it after run(), differ.
-        _context: contextvars.Context | None = None
+        _context: contextvars.Context | None
 
         def _adopt_context(self, context: contextvars.Context | None) -> None:
             self._context = context
 
         def start(self) -> None:
-            context = self._context
+            try:
+                context = self._context
+            except AttributeError:
+                # Thread.__init__ never ran: the stdlib's start() says so.
+                super().start()
+                return
             if context is None:
                 self._context = _copy_context()
                 try:
@@ -112,7 +120,7 @@ class ContextThread(threading.Thread):
     else:
         # A name of our own: threading.Thread subclasses were free to use
         # self._context before 3.14, and must keep working.
-        _contextthreads_context: contextvars.Context | None = None
+        _contextthreads_context: contextvars.Context | None
         _started: threading.Event
         _invoke_excepthook: Callable[[threading.Thread], None]
 
@@ -146,7 +154,11 @@ class ContextThread(threading.Thread):
         # thread (benchmarks/case_thread.py).
         @property
         def _bootstrap(self) -> Callable[[], None]:
-            context = self._contextthreads_context
+            try:
+                context = self._contextthreads_context
+            except AttributeError:
+                # A subclass called threading.Thread.__init__ itself, not ours.
+                context = None
             if context is None:
                 # A fresh copy: no other thread can have entered it, and the
                 # new thread lets go of it when its bootstrap returns.
