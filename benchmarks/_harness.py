@@ -11,11 +11,12 @@ interquartile range.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import statistics
 import time
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 # A variant takes the number of operations to run and returns the seconds they
 # took; it does its own setup outside the timed region.
@@ -48,18 +49,25 @@ class Row:
         return "ok" if self.ratio <= limit else "MISSED"
 
 
-def timed(fn: Callable[[], object]) -> float:
-    """Return the seconds ``fn()`` takes, with the cyclic GC held off meanwhile."""
+@contextlib.contextmanager
+def _gc_held_off() -> Iterator[None]:
+    """Collect, then keep the cyclic GC off for the block: no collection lands in a timing."""
     gc.collect()
     enabled = gc.isenabled()
     gc.disable()
     try:
-        start = time.perf_counter()
-        fn()
-        return time.perf_counter() - start
+        yield
     finally:
         if enabled:
             gc.enable()
+
+
+def timed(fn: Callable[[], object]) -> float:
+    """Return the seconds ``fn()`` takes, with the cyclic GC held off meanwhile."""
+    with _gc_held_off():
+        start = time.perf_counter()
+        fn()
+        return time.perf_counter() - start
 
 
 def quartiles(values: Sequence[float]) -> tuple[float, float, float]:
@@ -105,10 +113,7 @@ def interleave_ops(
     clock = time.perf_counter
     for r in range(warmup + rounds):
         totals = dict.fromkeys(names, 0.0)
-        gc.collect()
-        enabled = gc.isenabled()
-        gc.disable()
-        try:
+        with _gc_held_off():
             for i in range(ops):
                 order = names if (r + i) % 2 == 0 else names[::-1]
                 for name in order:
@@ -116,9 +121,6 @@ def interleave_ops(
                     start = clock()
                     op()
                     totals[name] += clock() - start
-        finally:
-            if enabled:
-                gc.enable()
         if r >= warmup:
             for name in names:
                 times[name].append(totals[name])

@@ -55,7 +55,7 @@ def run(ops: int, rounds: int) -> list[Row]:
     stdlib = _warm(ThreadPoolExecutor(WORKERS))
     ours = _warm(ContextThreadPoolExecutor(WORKERS))
     hand = _warm(ThreadPoolExecutor(WORKERS))
-    otel = _warm(ThreadPoolExecutor(WORKERS))
+    executors = [stdlib, ours, hand]
     variants = {
         "ContextThreadPoolExecutor": _submitting(ours, lambda ex: ex.submit(noop)),
         "submit(copy_context().run, fn)": _submitting(
@@ -64,6 +64,8 @@ def run(ops: int, rounds: int) -> list[Row]:
     }
     instrumented = _instrumented()
     if instrumented is not None:
+        otel = _warm(ThreadPoolExecutor(WORKERS))
+        executors.append(otel)
         variants[OTEL] = _submitting(otel, lambda ex: ex.submit(noop), instrumented)
     try:
         rows = compare_each(
@@ -76,7 +78,7 @@ def run(ops: int, rounds: int) -> list[Row]:
             {"ContextThreadPoolExecutor": "<=1.03x"},
         )
     finally:
-        for ex in [stdlib, ours, hand, otel]:
+        for ex in executors:
             ex.shutdown()
     if instrumented is None:
         missing = [float("nan")] * 4
