@@ -14,7 +14,7 @@ import signal
 import socket
 import threading
 import urllib.parse
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping, Sequence
 
 import fluster_tasks
 import pytest
@@ -25,7 +25,9 @@ from contextthreads import ContextThread
 from contextthreads.fluster import (
     ActorClient,
     FrameChannel,
+    JobHandle,
     LocalCluster,
+    LocalProcessLauncher,
     PoolBrokenError,
     PoolShutdownError,
     PoolStatus,
@@ -577,23 +579,61 @@ def test_worker_dying_while_idle_is_noticed(cluster: LocalCluster, watch_log: An
         pool.shutdown(wait=True)
 
 
-def test_tasks_for_a_dead_worker_are_never_lost(cluster: LocalCluster) -> None:
-    """Tasks handed to a worker that died while idle, which cannot be reached any more, go
-    back to the queue without using up a retry (there are none here) and run elsewhere."""
-    pool = make_pool(cluster, "job-dead", WorkerPoolConfig(num_workers=2, max_retries=0))
-    try:
-        pool.wait_for_workers(timeout=WAIT)
-        victim = pool.status().worker_details[0]
-        os.kill(victim["pid"], signal.SIGKILL)
-        assert cluster.client().wait(victim["job_id"], WAIT) is not None
-        futures = [pool.submit(os.getpid) for _ in range(6)]
-        pids = {f.result(WAIT) for f in futures}
-        assert victim["pid"] not in pids
-        status = pool.status()
-        assert (status.tasks_completed, status.tasks_failed) == (6, 0)
-        assert detail_for_pid(pool, victim["pid"])["status"] == "FAILED"
-    finally:
-        pool.shutdown(wait=True)
+class _ExitUnreported:
+    """A local job whose exit ``poll()`` never reports, as on a remote cluster that has not
+    noticed yet: its dispatcher learns of the death only by failing to reach it."""
+
+    def __init__(self, handle: JobHandle) -> None:
+        self._handle = handle
+
+    @property
+    def pid(self) -> int | None:
+        return self._handle.pid
+
+    def poll(self) -> int | None:
+        return None
+
+    def wait(self, timeout: float) -> int | None:
+        return self._handle.wait(timeout)
+
+    def terminate(self, grace: float) -> None:
+        self._handle.terminate(grace)
+
+
+class ExitUnreportedLauncher(LocalProcessLauncher):
+    """Launch local jobs whose exits ``poll()`` never reports."""
+
+    def launch(self, job_id: str, command: Sequence[str], env: Mapping[str, str]) -> JobHandle:
+        return _ExitUnreported(super().launch(job_id, command, env))
+
+
+def test_tasks_for_a_dead_worker_are_never_lost(gate: Gate, watch_log: Any) -> None:
+    """A task handed to a worker that died while idle, which cannot be reached any more, goes
+    back to the queue without using up a retry (there are none here) and runs elsewhere; the
+    dead worker is marked FAILED."""
+    with LocalCluster(launcher=ExitUnreportedLauncher()) as cluster:
+        pool = make_pool(cluster, "job-dead", WorkerPoolConfig(num_workers=2, max_retries=0))
+        try:
+            pool.wait_for_workers(timeout=WAIT)
+            victim = pool.status().worker_details[0]
+            os.kill(victim["pid"], signal.SIGKILL)
+            assert cluster.client().wait(victim["job_id"], WAIT) is not None
+            unreachable = watch_log("1 re-queued")
+            # The gated task keeps the live worker busy, and a busy worker takes no second
+            # task while another is idle: the dead worker's dispatcher must take one.
+            gated = pool.submit(fluster_tasks.report_and_wait, gate.address, "gated")
+            busy = gate.arrive()
+            assert busy != victim["pid"]
+            futures = [pool.submit(os.getpid) for _ in range(6)]
+            assert unreachable.seen.wait(WAIT)
+            assert detail_for_pid(pool, victim["pid"])["status"] == "FAILED"
+            gate.release(busy)
+            assert gated.result(WAIT) == "gated"
+            assert {f.result(WAIT) for f in futures} == {busy}
+            status = pool.status()
+            assert (status.tasks_completed, status.tasks_failed) == (7, 0)
+        finally:
+            pool.shutdown(wait=True)
 
 
 def test_errors_survive_pickling() -> None:
