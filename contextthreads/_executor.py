@@ -49,6 +49,8 @@ class _RunOnce:
 _copy_context = contextvars.copy_context
 _context_run: Callable[..., Any] = contextvars.Context.run
 
+_INHERITING = bool(getattr(sys.flags, "thread_inherit_context", 0))
+
 if sys.version_info >= (3, 14):
     from concurrent.futures.thread import WorkerContext
 
@@ -231,15 +233,20 @@ class ContextThreadPoolExecutor(ThreadPoolExecutor):
     # every item before it returns, each taking a copy of the map()-time
     # context, and wrapping fn as well would copy every context twice.
 
-    if sys.version_info >= (3, 14) and sys.flags.thread_inherit_context:
-
-        def _adjust_thread_count(self) -> None:
-            # Workers are created here, inside submit(), in the submitter's
-            # context, which new threads inherit under this flag: hand them an
-            # empty one instead. A full pool creates none, and every submit()
-            # takes that path. (Without the flag, threads inherit only under
-            # install(), whose patch of ThreadPoolExecutor does the same.)
-            if len(self._threads) < self._max_workers:
+    def _adjust_thread_count(self) -> None:
+        # A full pool never starts another thread: its set of threads only
+        # grows until shutdown. Its idle count then decides nothing, so skip
+        # the stdlib's check of it, a non-blocking Semaphore.acquire() that,
+        # with no worker idle (a busy pool), waits on a Condition for zero
+        # seconds: a quarter of a busy pool's time per task
+        # (benchmarks/case_executor.py). Below that size, the stdlib decides.
+        if len(self._threads) < self._max_workers:
+            if _INHERITING:
+                # Workers are created here, inside submit(), in the submitter's
+                # context, which new threads inherit under this flag: hand them
+                # an empty one instead. (Without the flag, threads inherit only
+                # under install(), whose patch of ThreadPoolExecutor does the
+                # same.)
                 contextvars.Context().run(super()._adjust_thread_count)
             else:
                 super()._adjust_thread_count()

@@ -340,6 +340,40 @@ def test_concurrent_submitters_each_see_their_own(pool: ContextThreadPoolExecuto
     assert results == [f"submitter {i}" for i in range(count)]
 
 
+def test_a_pool_below_its_size_starts_a_worker_when_none_is_idle() -> None:
+    """A task submitted while every worker is busy gets a new thread, up to ``max_workers``."""
+    together = threading.Barrier(4)
+    with ContextThreadPoolExecutor(max_workers=3) as executor:
+        futures = [executor.submit(together.wait, WAIT) for _ in range(3)]
+        together.wait(WAIT)
+        for future in futures:
+            future.result(WAIT)
+
+
+def test_a_full_pool_starts_no_more_threads_and_runs_every_task() -> None:
+    """Once it has ``max_workers`` threads, a busy pool starts none, and queued tasks all run,
+    each in its own submitter's context."""
+    gate = threading.Event()
+    with ContextThreadPoolExecutor(max_workers=2) as executor:
+        started = threading.Barrier(3)
+        blockers = [
+            executor.submit(lambda: (started.wait(WAIT), gate.wait(WAIT))) for _ in range(2)
+        ]
+        started.wait(WAIT)
+        before = set(threading.enumerate())
+        futures = []
+        for i in range(50):
+            var.set(f"task {i}")
+            futures.append(executor.submit(lambda: (var.get(), threading.current_thread())))
+        assert set(threading.enumerate()) == before
+        gate.set()
+        for blocker in blockers:
+            blocker.result(WAIT)
+        results = [f.result(WAIT) for f in futures]
+    assert [value for value, _ in results] == [f"task {i}" for i in range(50)]
+    assert {thread for _, thread in results} <= before
+
+
 def test_shutdown_cancel_futures_as_in_stdlib() -> None:
     """shutdown(cancel_futures=True) cancels queued work, as with the stdlib."""
     release = threading.Event()
