@@ -111,6 +111,8 @@ class ContextThreadPoolExecutor(ThreadPoolExecutor):
     writes it makes are not seen by tasks, which run in their submitters'
     contexts (use ``threading.local`` for per-worker state).
 
+    Once the pool has all ``max_workers`` threads, ``submit()`` skips the
+    stdlib's check for an idle one, which could start no thread by then.
     Everything else, including thread safety of ``submit``/``map``/``shutdown``,
     is ``concurrent.futures.ThreadPoolExecutor``'s own behaviour.
     """
