@@ -365,7 +365,7 @@ def test_a_full_pool_starts_no_more_threads_and_runs_every_task() -> None:
         for i in range(50):
             var.set(f"task {i}")
             futures.append(executor.submit(lambda: (var.get(), threading.current_thread())))
-        assert set(threading.enumerate()) == before
+        assert set(threading.enumerate()) <= before  # no thread started
         gate.set()
         for blocker in blockers:
             blocker.result(WAIT)
