@@ -485,7 +485,7 @@ def test_killed_worker_without_retries_fails_task_then_pool(
 ) -> None:
     """SIGKILL mid-task with no retries: the future fails with WorkerFailedError naming
     the worker, which is FAILED; the pool serves on with the other worker. When that one
-    is killed too, queued futures fail with PoolBrokenError and submit() raises it."""
+    is killed too, futures still queued fail with PoolBrokenError and submit() raises it."""
     pool = make_pool(cluster, "job-kill", WorkerPoolConfig(num_workers=2, max_retries=0))
     try:
         pool.wait_for_workers(timeout=WAIT)
@@ -504,7 +504,10 @@ def test_killed_worker_without_retries_fails_task_then_pool(
 
         last = pool.submit(fluster_tasks.report_and_wait, gate.address)
         assert gate.arrive() == survivor
-        queued = [pool.submit(fluster_tasks.square, i) for i in range(3)]
+        # Too big to be sent on to a busy worker, so none can be on its way to the survivor
+        # (a small one could be, however late the dispatcher looks at the queue).
+        size = WorkerDispatcher.max_waiting_size + 1
+        queued = [pool.submit(len, b"x" * size) for _ in range(3)]
         gate.kill(survivor)
         with pytest.raises(WorkerFailedError):
             last.result(WAIT)
