@@ -2,17 +2,20 @@
 
 Usage: ``python benchmarks/run.py [--smoke] [--case N ...] [--rounds R]``.
 
-Every comparison is timed side by side in this one run: interleaved rounds,
+Every comparison is timed side by side in one process: interleaved rounds,
 median of the per-round ratios against the baseline, with the interquartile
-range. ``--smoke`` runs every case at tiny sizes to check that they work; its
-numbers mean nothing.
+range. Each case runs in a fresh interpreter of its own. ``--smoke`` runs every
+case at tiny sizes to check that they work; its numbers mean nothing.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import os
 import platform
+import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -94,6 +97,66 @@ def machine() -> str:
     )
 
 
+def run_cases(cases: set[int], sizes: Sizes, rounds: int | None) -> list[Row]:
+    """Run ``cases`` in this process, in order; return their table rows."""
+    rows: list[Row] = []
+    if 1 in cases:
+        import case_executor
+
+        rows += case_executor.run(sizes.executor_ops, rounds or sizes.executor_rounds)
+    if 2 in cases:
+        import case_thread
+
+        rows += case_thread.run(sizes.thread_ops, rounds or sizes.thread_rounds)
+    if 3 in cases:
+        import case_map
+
+        rows += case_map.run(
+            sizes.map_ops, rounds or sizes.map_rounds, sizes.memory_items, sizes.memory_runs
+        )
+    if 4 in cases:
+        import case_bind
+
+        rows += case_bind.run(sizes.bind_ops, rounds or sizes.bind_rounds)
+    if 5 in cases:
+        import case_fluster
+
+        rows += case_fluster.run(sizes.fluster_ops, rounds or sizes.fluster_rounds)
+    if 6 in cases:
+        import case_floor
+
+        rows += case_floor.run(sizes.executor_ops, rounds or sizes.executor_rounds)
+    return rows
+
+
+def run_case_apart(case: int, smoke: bool, rounds: int | None) -> list[Row]:
+    """Run one case in a fresh interpreter, with this one's flags; return its table rows.
+
+    A case must not inherit what another did to the interpreter. Case 1
+    switches OpenTelemetry's instrumentation on and off a thousand times, and
+    each switch patches ``threading.Thread``; past CPython's limit on versions
+    of one class, attribute lookups on ``Thread`` and its subclasses are no
+    longer specialised, and start+join timed later in the same process put ours
+    1 to 2% further behind the stdlib's than in a process of its own.
+    """
+    command = [
+        sys.executable,
+        # The -X and -W options this interpreter runs with (thread_inherit_context...).
+        *subprocess._args_from_interpreter_flags(),
+        __file__,
+        "--rows-json",
+        "--case",
+        str(case),
+    ]
+    if smoke:
+        command.append("--smoke")
+    if rounds:
+        command += ["--rounds", str(rounds)]
+    out = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=True).stdout
+    # The last line: worker processes a case starts share its stdout.
+    return [Row(**fields) for fields in json.loads(out.strip().splitlines()[-1])]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: check, don't measure")
@@ -107,47 +170,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--rounds", type=int, help="interleaved rounds per comparison (default: per case)"
     )
+    # Internal: run the cases here and print their rows as JSON (see run_case_apart).
+    parser.add_argument("--rows-json", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     sizes = SMOKE if args.smoke else FULL
     cases = set(args.case or range(1, 6))
+    if args.rows_json:
+        rows = run_cases(cases, sizes, args.rounds)
+        print(json.dumps([dataclasses.asdict(row) for row in rows]))
+        return 0
 
     print(f"# contextthreads benchmarks{' (smoke: numbers mean nothing)' if args.smoke else ''}")
     print(machine())
     print()
     started = time.perf_counter()
-    rows: list[Row] = []
-    if 1 in cases:
-        import case_executor
-
-        rows += case_executor.run(sizes.executor_ops, args.rounds or sizes.executor_rounds)
-    if 2 in cases:
-        import case_thread
-
-        rows += case_thread.run(sizes.thread_ops, args.rounds or sizes.thread_rounds)
-    if 3 in cases:
-        import case_map
-
-        rows += case_map.run(
-            sizes.map_ops, args.rounds or sizes.map_rounds, sizes.memory_items, sizes.memory_runs
-        )
-    if 4 in cases:
-        import case_bind
-
-        rows += case_bind.run(sizes.bind_ops, args.rounds or sizes.bind_rounds)
-    if 5 in cases:
-        import case_fluster
-
-        rows += case_fluster.run(sizes.fluster_ops, args.rounds or sizes.fluster_rounds)
-    if 6 in cases:
-        import case_floor
-
-        rows += case_floor.run(sizes.executor_ops, args.rounds or sizes.executor_rounds)
+    rows = []
+    for case in sorted(cases):
+        rows += run_case_apart(case, args.smoke, args.rounds)
     print(format_table(rows))
     print()
     print(
-        "Interleaved rounds per comparison (see the table's notes); ratio = median over rounds of "
-        f"(variant time / baseline time in the same round); IQR = its quartiles. "
-        f"Total {time.perf_counter() - started:.0f} s."
+        "Each case in a fresh interpreter; interleaved rounds per comparison (see the table's "
+        "notes); ratio = median over rounds of (variant time / baseline time in the same round); "
+        f"IQR = its quartiles. Total {time.perf_counter() - started:.0f} s."
     )
     return 0
 

@@ -47,6 +47,13 @@ def test_case_runs_and_reports(case: str, rows: list[str]) -> None:
         assert row in out
 
 
+def test_cases_run_apart_into_one_table() -> None:
+    """Several cases, each run in an interpreter of its own, report in one table, in order."""
+    out = _smoke("--case", "4", "--case", "2")
+    assert out.count("| case | variant |") == 1
+    assert out.index("| 2. Thread start+join |") < out.index("| 4. call in a copied context |")
+
+
 def test_opentelemetry_variant_is_skipped_cleanly_when_absent() -> None:
     """Without opentelemetry-instrumentation-threading, case 1 says so instead of failing."""
     if importlib.util.find_spec("opentelemetry") is not None:
