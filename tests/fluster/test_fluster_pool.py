@@ -91,6 +91,17 @@ def detail_for_pid(pool: WorkerPool, pid: int) -> dict[str, Any]:
     return detail
 
 
+#: Bytes in a task too big to be sent on to a busy worker (see ``queue_behind_busy``).
+UNSENDABLE = WorkerDispatcher.max_waiting_size + 1
+
+
+def queue_behind_busy(pool: WorkerPool, count: int) -> list[concurrent.futures.Future[int]]:
+    """Submit ``count`` tasks that stay queued while every worker is busy, however late a
+    dispatcher looks at the queue (a small one could be sent on behind the running task).
+    Each returns ``UNSENDABLE``."""
+    return [pool.submit(len, b"x" * UNSENDABLE) for _ in range(count)]
+
+
 # -- the seed bug -------------------------------------------------------------
 
 
@@ -410,7 +421,7 @@ def test_large_task_is_not_sent_to_a_busy_worker(cluster: LocalCluster, gate: Ga
     it aside) is not handed to a busy worker: it waits for one holding nothing, so big
     payloads never queue up in a connection behind a running task."""
     pool, sent = recording_pool(cluster, "job-large", WorkerPoolConfig(num_workers=1))
-    size = WorkerDispatcher.max_waiting_size + 1
+    size = UNSENDABLE
     try:
         first, pid = run_gated(pool, sent, gate, "first")
         gated = pool.submit(fluster_tasks.report_and_wait, gate.address, "gated")
@@ -504,10 +515,7 @@ def test_killed_worker_without_retries_fails_task_then_pool(
 
         last = pool.submit(fluster_tasks.report_and_wait, gate.address)
         assert gate.arrive() == survivor
-        # Too big to be sent on to a busy worker, so none can be on its way to the survivor
-        # (a small one could be, however late the dispatcher looks at the queue).
-        size = WorkerDispatcher.max_waiting_size + 1
-        queued = [pool.submit(len, b"x" * size) for _ in range(3)]
+        queued = queue_behind_busy(pool, 3)
         gate.kill(survivor)
         with pytest.raises(WorkerFailedError):
             last.result(WAIT)
@@ -664,7 +672,7 @@ def test_shutdown_wait_drains_queued_tasks(
     pool = make_pool(cluster, "job-drain", WorkerPoolConfig(num_workers=1))
     blocked = pool.submit(fluster_tasks.report_and_wait, gate.address, "unblocked")
     pid = gate.arrive()
-    queued = [pool.submit(fluster_tasks.square, i) for i in range(3)]
+    queued = queue_behind_busy(pool, 3)
     assert pool.status().tasks_queued == 3
     started: LogWatcher = watch_log("shutting down")
     stopper = ContextThread(target=pool.shutdown, kwargs={"wait": True})
@@ -676,7 +684,7 @@ def test_shutdown_wait_drains_queued_tasks(
     stopper.join(WAIT * 2)
     assert not stopper.is_alive()
     assert blocked.result(0) == "unblocked"
-    assert [f.result(0) for f in queued] == [0, 1, 4]
+    assert [f.result(0) for f in queued] == [UNSENDABLE] * 3
     assert not pid_alive(pid)
 
 
@@ -688,7 +696,7 @@ def test_shutdown_nowait_cancels_queued_and_fails_running(
     pool = make_pool(cluster, "job-stop", WorkerPoolConfig(num_workers=1))
     running = pool.submit(fluster_tasks.report_and_wait, gate.address)
     pid = gate.arrive()
-    queued = [pool.submit(fluster_tasks.square, i) for i in range(3)]
+    queued = queue_behind_busy(pool, 3)
     pool.shutdown(wait=False)
     _, not_done = concurrent.futures.wait([running, *queued], timeout=WAIT)
     assert not not_done
@@ -707,7 +715,7 @@ def test_shutdown_cancel_futures_and_user_cancel(cluster: LocalCluster, gate: Ga
     pool = make_pool(cluster, "job-cancel", WorkerPoolConfig(num_workers=1))
     running = pool.submit(fluster_tasks.report_and_wait, gate.address, "finished")
     pid = gate.arrive()
-    queued = [pool.submit(fluster_tasks.square, i) for i in range(3)]
+    queued = queue_behind_busy(pool, 3)
     assert queued[0].cancel()
     stopper = ContextThread(target=pool.shutdown, kwargs={"cancel_futures": True})
     stopper.start()
