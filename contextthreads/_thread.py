@@ -6,7 +6,6 @@ import contextvars
 import functools
 import sys
 import threading
-from types import MethodType
 
 # Annotations only: importing typing would double this package's import time.
 TYPE_CHECKING = False
@@ -21,23 +20,25 @@ def _refuse(context: object) -> None:
 
 
 _Context = contextvars.Context
+_Thread = threading.Thread
+_partial = functools.partial
 _copy_context = contextvars.copy_context
 _context_run: Callable[..., Any] = contextvars.Context.run
 
 
-def _outside_context(invoke: Callable[[threading.Thread], None], thread: threading.Thread) -> None:
-    # The thread's own bootstrap context is empty; its run() context is busy.
-    _Context().run(invoke, thread)
-
-
 if sys.version_info < (3, 14):
 
+    def _invoke_excepthook_outside(thread: ContextThread) -> None:
+        # The thread's own bootstrap context is empty; its run() context is busy.
+        _Context().run(thread._contextthreads_excepthook, thread)
+
     class _CopyBeforeBootstrap:
-        """Stand in for a ``_bootstrap`` that precedes ContextThread's in a subclass's MRO.
+        """Stand in for the first ``_bootstrap`` of a subclass whose MRO puts another beside ours.
 
         Read by the stdlib's start(), in the starting thread: take the copy there,
-        as a given context, for ContextThread's own ``_bootstrap`` to enter when the
-        wrapped one reaches it (through ``super()``) in the new thread.
+        as a given context, for ContextThread's own ``_bootstrap`` to enter in the
+        new thread (reached through the wrapped one's ``super()``, or wrapped
+        itself), whence ``super()`` finds every ``_bootstrap`` after it.
         """
 
         def __init__(self, bootstrap: Any) -> None:
@@ -122,15 +123,18 @@ class ContextThread(threading.Thread):
         # self._context before 3.14, and must keep working.
         _contextthreads_context: contextvars.Context | None
         _started: threading.Event
-        _invoke_excepthook: Callable[[threading.Thread], None]
+        _invoke_excepthook: Callable[[ContextThread], None]
+        _contextthreads_excepthook: Callable[[ContextThread], None]
 
         def _adopt_context(self, context: contextvars.Context | None) -> None:
             self._contextthreads_context = context
             # The whole bootstrap runs in the context (see _bootstrap); only
             # the excepthook must stay outside it, as in 3.14, whose
             # _bootstrap_inner calls self._context.run(self.run) inside the
-            # try that feeds it.
-            self._invoke_excepthook = MethodType(_outside_context, self._invoke_excepthook)
+            # try that feeds it. One shared function, and the thread's own
+            # hook kept beside it: no wrapper to allocate per thread.
+            self._contextthreads_excepthook = self._invoke_excepthook
+            self._invoke_excepthook = _invoke_excepthook_outside
 
         def __init__(
             self,
@@ -161,22 +165,30 @@ class ContextThread(threading.Thread):
                 context = None
             if context is None:
                 # A fresh copy: no other thread can have entered it, and the
-                # new thread lets go of it when its bootstrap returns.
-                return functools.partial(_context_run, _copy_context(), super()._bootstrap)  # type: ignore[misc]
+                # new thread lets go of it when its bootstrap returns. Thread's
+                # _bootstrap is next in the MRO (__init_subclass__ sees to it),
+                # so name it rather than pay for super() and a bound method;
+                # read now, so a tracer that patched it later is still run.
+                return _partial(_context_run, _copy_context(), _Thread._bootstrap, self)  # type: ignore[attr-defined]
             if isinstance(context, _Context):
                 return self._bootstrap_in_given_context
             _refuse(context)  # type: ignore[unreachable]  # callers may pass anything
 
         def __init_subclass__(cls, **kwargs: Any) -> None:
             super().__init_subclass__(**kwargs)
+            owners = [
+                k
+                for k in cls.__mro__
+                if "_bootstrap" in vars(k)
+                and not isinstance(vars(k)["_bootstrap"], _CopyBeforeBootstrap)
+            ]
             # A _bootstrap defined before ours in this class's MRO (a tracer
             # may wrap it) is what start() reads: ours would run only in the
-            # new thread, too late to copy the starter's context.
-            first = next(vars(k)["_bootstrap"] for k in cls.__mro__ if "_bootstrap" in vars(k))
-            if first is not vars(ContextThread)["_bootstrap"] and not isinstance(
-                first, _CopyBeforeBootstrap
-            ):
-                cls._bootstrap = _CopyBeforeBootstrap(first)  # type: ignore[assignment]
+            # new thread, too late to copy the starter's context. One defined
+            # between ours and Thread's would be skipped by our fast path.
+            # Either way, copy in start() and let ours run as if given a context.
+            if owners[:2] != [ContextThread, _Thread]:
+                cls._bootstrap = _CopyBeforeBootstrap(vars(owners[0])["_bootstrap"])  # type: ignore[assignment]
 
         def _bootstrap_in_given_context(self) -> None:
             # No local holds the context: a failed thread's traceback keeps
@@ -201,7 +213,7 @@ class ContextThread(threading.Thread):
             context = self._contextthreads_context
             assert context is not None  # only _bootstrap_in_given_context calls this
             own_run = self.__dict__.get("run")
-            self.run = functools.partial(context.run, self.run)  # type: ignore[method-assign]
+            self.run = _partial(context.run, self.run)  # type: ignore[method-assign]
             # A traceback handed to the excepthook keeps this frame alive through
             # f_back; it must not keep the context alive with it.
             del context

@@ -438,6 +438,27 @@ def test_subclass_overriding_bootstrap_gets_starter_context() -> None:
     assert seen == ["starter"]
 
 
+def test_bootstrap_patched_on_thread_itself_still_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A tracer that patches threading.Thread._bootstrap after import is still run by ours."""
+    original = threading.Thread._bootstrap  # type: ignore[attr-defined]
+    traced: list[threading.Thread] = []
+    seen: list[str] = []
+
+    def tracing(self: threading.Thread) -> None:
+        traced.append(self)
+        original(self)
+
+    monkeypatch.setattr(threading.Thread, "_bootstrap", tracing)
+
+    def body() -> threading.Thread:
+        var.set("starter")
+        return joined(_started(ContextThread(target=lambda: seen.append(var.get("unset")))))
+
+    thread = contextvars.Context().run(body)
+    assert traced == [thread]
+    assert seen == ["starter"]
+
+
 @pytest.mark.parametrize("explicit", [False, True], ids=["copied", "explicit-context"])
 def test_excepthook_runs_outside_the_threads_context(explicit: bool) -> None:
     """threading.excepthook runs outside the context run() ran in, as on CPython 3.14.
