@@ -147,7 +147,12 @@ class ContextThread(threading.Thread):
             daemon: bool | None = None,
             context: contextvars.Context | None = None,
         ) -> None:
-            super().__init__(group, target, name, args, kwargs, daemon=daemon)
+            if type(self) is ContextThread:
+                # Nothing can sit between us and Thread: skip super(), which
+                # before 3.12 builds an object and parses its arguments.
+                _Thread.__init__(self, group, target, name, args, kwargs, daemon=daemon)
+            else:
+                super().__init__(group, target, name, args, kwargs, daemon=daemon)
             # _adopt_context's three lines, inlined: on 3.10 the call alone
             # cost 1.4 us of a 180 us start+join (benchmarks/case_thread.py).
             self._contextthreads_context = context

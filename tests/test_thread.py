@@ -438,6 +438,30 @@ def test_subclass_overriding_bootstrap_gets_starter_context() -> None:
     assert seen == ["starter"]
 
 
+def test_init_beside_ours_in_the_mro_still_runs() -> None:
+    """A cooperative __init__ between ours and Thread's in the MRO runs, and gets the arguments."""
+
+    class Tagged(threading.Thread):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.tag = "tagged"
+
+    class Both(ContextThread, Tagged):
+        pass
+
+    seen: list[str] = []
+
+    def body() -> Both:
+        var.set("starter")
+        thread = Both(target=lambda: seen.append(var.get("unset")), name="both", daemon=True)
+        joined(_started(thread))
+        return thread
+
+    thread = contextvars.Context().run(body)
+    assert (thread.tag, thread.name, thread.daemon) == ("tagged", "both", True)
+    assert seen == ["starter"]
+
+
 def test_bootstrap_patched_on_thread_itself_still_runs(monkeypatch: pytest.MonkeyPatch) -> None:
     """A tracer that patches threading.Thread._bootstrap after import is still run by ours."""
     original = threading.Thread._bootstrap  # type: ignore[attr-defined]
