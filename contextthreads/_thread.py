@@ -127,6 +127,7 @@ class ContextThread(threading.Thread):
         _contextthreads_excepthook: Callable[[ContextThread], None]
 
         def _adopt_context(self, context: contextvars.Context | None) -> None:
+            # ContextTimer's; ContextThread.__init__ repeats these lines inline.
             self._contextthreads_context = context
             # The whole bootstrap runs in the context (see _bootstrap); only
             # the excepthook must stay outside it, as in 3.14, whose
