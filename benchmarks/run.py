@@ -126,6 +126,10 @@ def run_cases(cases: set[int], sizes: Sizes, rounds: int | None) -> list[Row]:
         import case_floor
 
         rows += case_floor.run(sizes.executor_ops, rounds or sizes.executor_rounds)
+    if 7 in cases:
+        import case_thread_floor
+
+        rows += case_thread_floor.run(sizes.thread_ops, rounds or sizes.thread_rounds)
     return rows
 
 
@@ -164,8 +168,11 @@ def main(argv: list[str] | None = None) -> int:
         "--case",
         type=int,
         action="append",
-        choices=range(1, 7),
-        help="run only these cases (6, where a task's overhead goes, runs only on request)",
+        choices=range(1, 8),
+        help=(
+            "run only these cases (6 and 7, where a pool task's and a thread start's overhead "
+            "goes, run only on request)"
+        ),
     )
     parser.add_argument(
         "--rounds", type=int, help="interleaved rounds per comparison (default: per case)"

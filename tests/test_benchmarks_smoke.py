@@ -37,6 +37,7 @@ def _smoke(*case: str) -> str:
         ("3", ["ContextThreadPoolExecutor.map", "peak RSS"]),
         ("4", ["bind(fn)()"]),
         ("6", ["ContextThreadPoolExecutor (all of it)" if sys.version_info >= (3, 14) else "3.14"]),
+        ("7", ["ContextThread (all of it" if sys.version_info < (3, 14) else "3.13 or older"]),
     ],
 )
 def test_case_runs_and_reports(case: str, rows: list[str]) -> None:
