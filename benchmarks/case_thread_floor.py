@@ -18,6 +18,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 from _common import noop, set_context_vars
 from _harness import Row, interleave_ops, rows_for
+from case_thread import _start_join
 
 from contextthreads import ContextThread
 
@@ -74,15 +75,6 @@ VARIANTS: dict[str, type[threading.Thread]] = {
 }
 
 
-def _start_join(cls: type[threading.Thread]) -> Callable[[], None]:
-    def op() -> None:
-        t = cls(target=noop)
-        t.start()
-        t.join()
-
-    return op
-
-
 def run(ops: int, rounds: int) -> list[Row]:
     """Time ``ops`` start+join per round for each piece against the stdlib; return the rows."""
     if sys.version_info >= (3, 14):
@@ -90,9 +82,10 @@ def run(ops: int, rounds: int) -> list[Row]:
         return [Row(CASE, "all pieces", BASELINE, *[float("nan")] * 4, note="3.13 or older")]
     set_context_vars(10)
     rows: list[Row] = []
-    baseline = _start_join(threading.Thread)
+    baseline = _start_join(_partial(threading.Thread, target=noop))
     for name, cls in VARIANTS.items():
-        times = interleave_ops({BASELINE: baseline, name: _start_join(cls)}, ops, rounds)
+        ours = _start_join(_partial(cls, target=noop))
+        times = interleave_ops({BASELINE: baseline, name: ours}, ops, rounds)
         found = rows_for(CASE, BASELINE, times, ops)
         # The baseline's own row once, at the top.
         rows += found[1:] if rows else found
