@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 
 def in_copies_of(context: contextvars.Context, fn: Callable[P, T], /) -> Callable[P, T]:
     """Return a callable that runs ``fn`` in a fresh copy of ``context`` on every call."""
+
     # Each call gets its own copy: one Context can be entered by only one
     # thread at a time, and calls must not see each other's writes.
     def call_in_context(*args: P.args, **kwargs: P.kwargs) -> T:

@@ -21,7 +21,7 @@ from contextthreads.fluster import (
     fluster_ctx_scope,
     worker_command,
 )
-from contextthreads.fluster._cluster import _LocalProcess
+from contextthreads.fluster._launcher import _LocalProcess
 
 pytest_plugins = ("fluster_fixtures",)
 

@@ -39,10 +39,10 @@ from contextthreads.fluster import (
     _pickle,
     fluster_ctx_scope,
 )
-from contextthreads.fluster._actor import decode_reply
-from contextthreads.fluster._dispatch import _Task
-from contextthreads.fluster._executor import _TaskExecutor
-from contextthreads.fluster._http import SIGNATURE_HEADER, sign
+from contextthreads.fluster._codec import decode_reply
+from contextthreads.fluster._pool_types import Task as _Task
+from contextthreads.fluster._pool_worker import _TaskExecutor
+from contextthreads.fluster._wire import SIGNATURE_HEADER, sign
 
 pytest_plugins = ("fluster_fixtures",)
 

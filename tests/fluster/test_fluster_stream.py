@@ -44,8 +44,8 @@ from contextthreads.fluster import (
     RpcProtocolError,
     RpcTimeoutError,
 )
-from contextthreads.fluster._http import MAX_BODY, SIGNATURE_HEADER, sign, verify
-from contextthreads.fluster._http import STREAM_PROTOCOL as PROTOCOL
+from contextthreads.fluster._wire import MAX_BODY, SIGNATURE_HEADER, sign, verify
+from contextthreads.fluster._wire import STREAM_PROTOCOL as PROTOCOL
 from contextthreads.fluster._stream import (
     NONCE_HEADER,
     NONCE_SIZE,

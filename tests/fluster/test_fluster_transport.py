@@ -35,7 +35,7 @@ from contextthreads.fluster import (
     RpcTimeoutError,
     fluster_ctx_scope,
 )
-from contextthreads.fluster._http import SIGNATURE_HEADER, sign, verify
+from contextthreads.fluster._wire import SIGNATURE_HEADER, sign, verify
 
 pytest_plugins = ("fluster_fixtures",)
 
