@@ -134,9 +134,12 @@ class WorkerDispatcher:
                 if not result.is_empty:
                     endpoint = result.first()
                     pid = endpoint.metadata.get("pid", "")
-                    return self._state.worker_ready(
+                    ready = self._state.worker_ready(
                         self._worker, endpoint.url, int(pid) if pid.isdigit() else None
                     )
+                    if ready:
+                        logger.info("pool %s: %s ready at %s", *self._names(), endpoint.url)
+                    return ready
             code = self._exit_code()
             if code is not None:
                 self._fail(f"job exited with code {code} before registering")
@@ -195,10 +198,20 @@ class WorkerDispatcher:
         self._fail(f"{type(error).__name__}: {error}", delivered=delivered)
         return False
 
+    def _names(self) -> tuple[str, str]:
+        return self._state.pool_id, self._worker.worker_id
+
     def _fail(self, reason: str, *, delivered: bool = True) -> None:
         # Fail the worker (settling its tasks), then stop its job, whose state is unknown.
-        if not self._state.worker_failed(self._worker, reason, delivered=delivered):
-            return
+        held = ", ".join(task.task_id for task in self._worker.in_flight)
+        requeued = self._state.worker_failed(self._worker, reason, delivered=delivered)
+        if requeued is None:
+            return  # failed already
+        if held:
+            message = "pool %s: %s failed holding %s (%s); %d re-queued"
+            logger.warning(message, *self._names(), held, reason, requeued)
+        else:
+            logger.warning("pool %s: %s failed: %s", *self._names(), reason)
         if self._state.stopping.is_set():
             return  # shutdown terminates every job itself
         try:

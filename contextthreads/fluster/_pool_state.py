@@ -2,8 +2,9 @@
 
 The rule of this module: every change to the state of a pool, of its tasks
 or of its workers is a method of ``PoolState``, made under its one lock.
-Nothing here opens a socket or starts a process: the pool (``_pool``) and its
-dispatchers (``_dispatch``) do, and call these methods to say what happened.
+Nothing here opens a socket, starts a process or logs: the pool (``_pool``)
+and its dispatchers (``_dispatch``) do, and call these methods to say what
+happened.
 
 A task is in exactly one place: the queue, one worker's ``in_flight``, or
 settled. Every future ends (see ``WorkerPool``). Futures are settled outside
@@ -15,7 +16,6 @@ from __future__ import annotations
 import collections
 import enum
 import itertools
-import logging
 import threading
 import time
 from typing import Any, Iterable
@@ -27,13 +27,13 @@ from ._pool_types import (
     Task,
     Worker,
     WorkerStatus,
+    failures,
     lost_task_error,
+    pool_status,
     shutdown_error,
 )
 
 __all__ = ("STOP", "PoolPhase", "PoolState", "Stop")
-
-logger = logging.getLogger("contextthreads.fluster")
 
 
 class PoolPhase(enum.Enum):
@@ -95,26 +95,17 @@ class PoolState:
     def status(self) -> PoolStatus:
         """Return a snapshot of workers and task counts, all taken at one instant."""
         with self._lock:
-            counts = collections.Counter(w.status for w in self._workers)
-            return PoolStatus(
-                pool_id=self.pool_id,
-                num_workers=self.num_workers,
-                workers_idle=counts[WorkerStatus.IDLE],
-                workers_busy=counts[WorkerStatus.BUSY],
-                workers_pending=counts[WorkerStatus.PENDING],
-                workers_failed=counts[WorkerStatus.FAILED],
-                tasks_queued=len(self._queue),
-                tasks_completed=self._tasks_completed,
-                tasks_failed=self._tasks_failed,
-                worker_details=[w.describe() for w in self._workers],
+            return pool_status(
+                self.pool_id,
+                self.num_workers,
+                self._workers,
+                len(self._queue),
+                self._tasks_completed,
+                self._tasks_failed,
             )
 
     def wait_for_workers(self, min_workers: int | None, timeout: float) -> None:
-        """Block until ``min_workers`` (default: all) workers are ready, at most ``timeout`` s.
-
-        Raises ``TimeoutError`` when time runs out, and ``PoolBrokenError`` at
-        once when too many workers have failed for the count ever to be met.
-        """
+        """Block until ``min_workers`` (default: all) are ready: see ``WorkerPool``."""
         need = self.num_workers if min_workers is None else min_workers
         if not 1 <= need <= self.num_workers:
             raise ValueError(f"min_workers must be in 1..{self.num_workers}, got {need}")
@@ -132,7 +123,7 @@ class PoolState:
                 if alive < need:
                     raise PoolBrokenError(
                         f"pool {self.pool_id}: only {alive} workers left, {need} needed; "
-                        + self._failures_locked()
+                        + failures(self._workers)
                     )
                 if not self._wait_locked(deadline):
                     raise TimeoutError(
@@ -163,10 +154,9 @@ class PoolState:
             return True
 
     def shut_down(self, cancel_futures: bool = False) -> tuple[bool, bool]:
-        """Accept no more tasks, cancelling the queued ones if asked.
+        """-> SHUTDOWN: take no more tasks; cancel the queued ones if asked, else they drain.
 
-        Returns whether this was the first call, and whether the pool was
-        running. Queued tasks stay queued otherwise: dispatchers drain them.
+        Returns whether this was the first call, and whether the pool was running.
         """
         with self._lock:
             first = self._phase in (PoolPhase.NEW, PoolPhase.STARTING, PoolPhase.RUNNING)
@@ -213,10 +203,9 @@ class PoolState:
         return task
 
     def next_task(self, worker: Worker, timeout: float) -> Task | Stop | None:
-        """Hand ``worker`` the next task, waiting up to ``timeout`` s for one.
+        """Hand ``worker`` the next task, waiting up to ``timeout`` s; None if none came.
 
-        Returns None when the time is up, and ``STOP`` once the pool stopped
-        or the worker failed.
+        ``STOP`` once the pool has stopped or the worker has failed.
         """
         with self._lock:
             while True:
@@ -229,10 +218,9 @@ class PoolState:
                     return None
 
     def next_task_nowait(self, worker: Worker, max_size: int) -> Task | None:
-        """Hand a busy worker one more task, if no other worker is idle to take it.
+        """Hand a busy worker one more task of at most ``max_size`` bytes, if no worker is idle.
 
-        Only a task of at most ``max_size`` bytes: it waits in the connection
-        behind the running one, and must fit in the socket buffers there.
+        It waits in the connection behind the running one, so it must fit in the socket buffers.
         """
         with self._lock:
             if (
@@ -272,18 +260,16 @@ class PoolState:
             worker.endpoint_url = url
             worker.pid = pid
             self._lock.notify_all()
-        logger.info("pool %s: %s ready at %s", self.pool_id, worker.worker_id, url)
         return True
 
-    def worker_failed(self, worker: Worker, reason: str, *, delivered: bool = True) -> bool:
-        """Mark ``worker`` FAILED for ``reason`` and settle every task it held.
+    def worker_failed(self, worker: Worker, reason: str, *, delivered: bool = True) -> int | None:
+        """-> FAILED for ``reason``, settling the tasks ``worker`` held; return how many re-queued.
 
-        A task that reached the worker may have run, even if it was still
-        waiting its turn, so it is re-queued (at the front, in order) only
-        while it has retries left; tasks never ``delivered`` (no stream could
-        be opened) go back for free. Once every worker has failed, queued
-        tasks fail with ``PoolBrokenError``. Returns False if ``worker`` had
-        failed already (and so held nothing).
+        A task that reached the worker may have run, even if it was waiting its
+        turn, so it goes back to the front of the queue (in order) only while it
+        has retries left; tasks never ``delivered`` go back for free. Once every
+        worker has failed, queued tasks fail with ``PoolBrokenError``. Returns
+        None if ``worker`` had failed already (and so held nothing).
         """
         failed: list[tuple[Task, BaseException]] = []
         orphans: list[Task] = []
@@ -291,7 +277,7 @@ class PoolState:
         requeued = 0
         with self._lock:
             if worker.status is WorkerStatus.FAILED:
-                return False
+                return None
             held = list(worker.in_flight)
             worker.in_flight.clear()
             worker.status = WorkerStatus.FAILED
@@ -313,25 +299,14 @@ class PoolState:
                 orphans = self._drain_locked()
                 self._tasks_failed += len(orphans)
                 broken = PoolBrokenError(
-                    f"every worker of pool {self.pool_id} failed; {self._failures_locked()}"
+                    f"every worker of pool {self.pool_id} failed; {failures(self._workers)}"
                 )
             self._lock.notify_all()
-        if held:
-            logger.warning(
-                "pool %s: %s failed holding %s (%s); %d re-queued",
-                self.pool_id,
-                worker.worker_id,
-                ", ".join(task.task_id for task in held),
-                reason,
-                requeued,
-            )
-        else:
-            logger.warning("pool %s: %s failed: %s", self.pool_id, worker.worker_id, reason)
         for task, error in failed:
             task.future.set_exception(error)
         if broken is not None:
             self._abandon(orphans, broken)
-        return True
+        return requeued
 
     # -- under the lock -----------------------------------------------------
 
@@ -350,7 +325,7 @@ class PoolState:
             raise RuntimeError(f"pool {self.pool_id} is not started: use 'with WorkerPool(...)'")
         if self._broken_locked():
             raise PoolBrokenError(
-                f"every worker of pool {self.pool_id} has failed; " + self._failures_locked()
+                f"every worker of pool {self.pool_id} has failed; " + failures(self._workers)
             )
 
     def _broken_locked(self) -> bool:
@@ -358,11 +333,6 @@ class PoolState:
 
     def _busy_locked(self) -> bool:
         return bool(self._queue) or any(w.status is WorkerStatus.BUSY for w in self._workers)
-
-    def _failures_locked(self) -> str:
-        return "; ".join(
-            f"{w.worker_id}: {w.error}" for w in self._workers if w.status is WorkerStatus.FAILED
-        )
 
     def _drain_locked(self) -> list[Task]:
         tasks = list(self._queue)

@@ -9,7 +9,7 @@ import collections
 import enum
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
 __all__ = (
     "PoolBrokenError",
@@ -19,7 +19,9 @@ __all__ = (
     "Worker",
     "WorkerFailedError",
     "WorkerStatus",
+    "failures",
     "lost_task_error",
+    "pool_status",
     "shutdown_error",
 )
 
@@ -139,4 +141,35 @@ def shutdown_error(pool_id: str, worker: Worker, task: Task) -> PoolShutdownErro
     """Return the error of ``task``, held by ``worker`` when pool ``pool_id`` stopped."""
     return PoolShutdownError(
         f"pool {pool_id} shut down while {task.task_id} ({task.fn_name}) ran on {worker.worker_id}"
+    )
+
+
+def failures(workers: Sequence[Worker]) -> str:
+    """Return why each failed worker of ``workers`` failed, for error messages."""
+    return "; ".join(
+        f"{w.worker_id}: {w.error}" for w in workers if w.status is WorkerStatus.FAILED
+    )
+
+
+def pool_status(
+    pool_id: str,
+    num_workers: int,
+    workers: Sequence[Worker],
+    tasks_queued: int,
+    tasks_completed: int,
+    tasks_failed: int,
+) -> PoolStatus:
+    """Return the status of pool ``pool_id`` with these workers and task counts."""
+    counts = collections.Counter(w.status for w in workers)
+    return PoolStatus(
+        pool_id=pool_id,
+        num_workers=num_workers,
+        workers_idle=counts[WorkerStatus.IDLE],
+        workers_busy=counts[WorkerStatus.BUSY],
+        workers_pending=counts[WorkerStatus.PENDING],
+        workers_failed=counts[WorkerStatus.FAILED],
+        tasks_queued=tasks_queued,
+        tasks_completed=tasks_completed,
+        tasks_failed=tasks_failed,
+        worker_details=[w.describe() for w in workers],
     )
