@@ -19,6 +19,7 @@ import pytest
 from contextthreads import ContextThread
 from contextthreads.fluster import (
     ActorClient,
+    FlusterClient,
     LocalCluster,
     PoolBrokenError,
     PoolShutdownError,
@@ -381,3 +382,35 @@ def test_shutdown_cancel_futures_and_user_cancel(cluster: LocalCluster, gate: Ga
     stopper.join(WAIT * 2)
     assert not stopper.is_alive()
     assert running.result(0) == "finished"
+
+
+class ShutdownDuringStart(FlusterClient):
+    """A client that shuts the pool down from inside its first submit, as another thread
+    calling shutdown() while start() launches workers would."""
+
+    pool: WorkerPool | None = None
+
+    def submit(self, *args: Any, **kwargs: Any) -> str:
+        job_id = super().submit(*args, **kwargs)
+        if self.pool is not None:
+            pool, self.pool = self.pool, None
+            pool.shutdown(wait=False)
+        return job_id
+
+
+def test_shutdown_while_starting_stops_the_pool_for_good(cluster: LocalCluster) -> None:
+    """A pool shut down while start() is still launching workers does not start after all:
+    start() raises RuntimeError, every job it launched is terminated, and the pool takes no
+    task."""
+    client = ShutdownDuringStart(cluster)
+    with fluster_ctx_scope(cluster.context("job-abort")):
+        pool = WorkerPool(client, WorkerPoolConfig(num_workers=2), timeout=WAIT)
+        client.pool = pool
+        with pytest.raises(RuntimeError, match="shut down while it started"):
+            pool.start()
+    assert len(pool.job_ids) == 2
+    for job_id in pool.job_ids:
+        assert client.wait(job_id, WAIT) is not None
+    with pytest.raises(RuntimeError, match="has been shut down"):
+        pool.submit(tasks.square, 2)
+    pool.shutdown(wait=True)
