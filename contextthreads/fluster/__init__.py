@@ -32,6 +32,7 @@ from ._pool_types import (
 )
 from ._resolver import ClusterResolver, FixedResolver, ResolvedEndpoint, Resolver, ResolveResult
 from ._stream import FrameChannel
+from ._tls import TLSConfig
 from ._wire import RpcAuthError, RpcConnectionError, RpcError, RpcProtocolError, RpcTimeoutError
 
 __all__ = (
@@ -63,6 +64,7 @@ __all__ = (
     "RpcError",
     "RpcProtocolError",
     "RpcTimeoutError",
+    "TLSConfig",
     "WorkerDispatcher",
     "WorkerFailedError",
     "WorkerPool",

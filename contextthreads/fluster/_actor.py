@@ -12,9 +12,11 @@ as ``RemoteError``. Infrastructure failures raise ``RpcError`` subclasses.
 
 from __future__ import annotations
 
+import ssl
 import threading
 from typing import Any, Callable
 
+from ._client import post
 from ._codec import (
     decode_call,
     decode_reply,
@@ -25,7 +27,7 @@ from ._codec import (
     encode_stream_target,
 )
 from ._context import fluster_ctx
-from ._http import Reply, SignedServer, SignedService, StreamServe, post
+from ._http import Reply, SignedServer, SignedService, StreamServe
 from ._stream import FrameChannel, connect
 
 __all__ = ("ActorClient", "ActorServer")
@@ -42,7 +44,9 @@ class ActorServer(SignedService):
     defaults to the current FlusterContext's. Each call runs on its own
     ``ContextThread`` in a copy of the context current when the server was
     made, so actor methods see the job's FlusterContext; actors must be
-    thread-safe. ``register`` and ``close`` are thread-safe.
+    thread-safe. With ``ssl_context`` (a server context holding a
+    certificate and its key) it serves TLS, at an ``https://`` address.
+    ``register`` and ``close`` are thread-safe.
     """
 
     def __init__(
@@ -52,10 +56,10 @@ class ActorServer(SignedService):
         port: int = 0,
         *,
         advertise_host: str | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self._actors: dict[str, object] = {}
         self._lock = threading.Lock()
-        self._advertise_host = advertise_host
         self._server = SignedServer(
             host,
             port,
@@ -63,6 +67,8 @@ class ActorServer(SignedService):
             self._dispatch,
             "fluster-actor-server",
             self._open_stream,
+            advertise_host=advertise_host,
+            ssl_context=ssl_context,
         )
 
     def register(self, name: str, actor: object) -> None:
@@ -107,8 +113,11 @@ class ActorServer(SignedService):
 class ActorClient:
     """Call the methods of one actor at a known URL, each call bounded by ``timeout`` seconds.
 
-    The secret defaults to the current FlusterContext's. Thread-safe: every
-    call has its own connection.
+    ``timeout`` is a deadline for the whole call: connecting, any TLS
+    handshake, sending, and every wait for the answer. The secret defaults
+    to the current FlusterContext's. ``https://`` URLs are reached over TLS,
+    with ``ssl_context`` if given (see ``TLSConfig``). Thread-safe: every call
+    has its own connection.
     """
 
     def __init__(
@@ -118,11 +127,13 @@ class ActorClient:
         *,
         secret: str | None = None,
         timeout: float | None = 30.0,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.url = url
         self.actor_name = actor_name
         self.timeout = timeout
         self._secret = fluster_ctx().secret if secret is None else secret
+        self._ssl_context = ssl_context
 
     def __repr__(self) -> str:
         return f"ActorClient({self.url!r}, {self.actor_name!r})"
@@ -130,14 +141,20 @@ class ActorClient:
     def send(self, body: bytes, timeout: float | None = None) -> bytes:
         """POST an ``encode_call()`` body; return the verified reply. Raises ``RpcError``."""
         return post(
-            self.url, _CALL_PATH, body, self._secret, self.timeout if timeout is None else timeout
+            self.url,
+            _CALL_PATH,
+            body,
+            self._secret,
+            self.timeout if timeout is None else timeout,
+            self._ssl_context,
         )
 
     def stream(self, method: str, timeout: float | None = None) -> FrameChannel:
         """Open a frame stream served by the actor's ``method(channel)``; return our end.
 
-        ``timeout`` (default: the client's) bounds connecting and the
-        handshake, and stays on the channel until changed. Raises ``RpcError``.
+        ``timeout`` (default: the client's) bounds connecting and the whole
+        handshake, then stays on the channel, bounding each send and receive,
+        until changed. Raises ``RpcError``.
         """
         return connect(
             self.url,
@@ -145,6 +162,7 @@ class ActorClient:
             self._secret,
             encode_stream_target(self.actor_name, method),
             self.timeout if timeout is None else timeout,
+            self._ssl_context,
         )
 
     def call(self, method: str, /, *args: Any, **kwargs: Any) -> Any:

@@ -10,6 +10,7 @@ system) can run the same command on other hosts.
 from __future__ import annotations
 
 import secrets
+import ssl
 import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
@@ -19,6 +20,7 @@ from ._context import FlusterContext, check_job_name, fluster_ctx
 from ._controller import Controller
 from ._launcher import TERMINATE_GRACE, JobHandle, JobLauncher, LocalProcessLauncher, worker_command
 from ._resolver import ClusterResolver
+from ._tls import TLSConfig
 
 __all__ = ("Entrypoint", "FlusterClient", "LocalCluster")
 
@@ -43,7 +45,9 @@ class LocalCluster:
     To reach workers on other hosts, bind ``host="0.0.0.0"``, give the
     ``advertise_host`` they reach this one by, a ``launcher`` that runs the
     worker command there, and ``python``, the interpreter path on those hosts
-    (see ``contextthreads.fluster.worker``). Thread-safe.
+    (see ``contextthreads.fluster.worker``). With ``tls``, the controller
+    and every worker's actor server serve TLS with its certificate, and
+    clients verify them against its CA file. Thread-safe.
     """
 
     def __init__(
@@ -55,9 +59,18 @@ class LocalCluster:
         advertise_host: str | None = None,
         launcher: JobLauncher | None = None,
         python: str | None = None,
+        tls: TLSConfig | None = None,
     ) -> None:
         self.secret = secret or secrets.token_hex(32)
-        self._controller = Controller(self.secret, host, port, advertise_host=advertise_host)
+        self._tls = tls
+        self.ssl_context = None if tls is None else tls.client_context()
+        self._controller = Controller(
+            self.secret,
+            host,
+            port,
+            advertise_host=advertise_host,
+            ssl_context=None if tls is None else tls.server_context(),
+        )
         self._launcher: JobLauncher = launcher or LocalProcessLauncher()
         self._command = worker_command(python)
         self._jobs: dict[str, JobHandle] = {}
@@ -128,7 +141,10 @@ class LocalCluster:
             if old is not None and old.poll() is None:
                 raise ValueError(f"job {ctx.job_id!r} is already running")
             self._controller.put_job(ctx.job_id, spec)
-            self._jobs[ctx.job_id] = self._launcher.launch(ctx.job_id, self._command, ctx.to_env())
+            env = ctx.to_env()
+            if self._tls is not None:
+                env.update(self._tls.to_env())
+            self._jobs[ctx.job_id] = self._launcher.launch(ctx.job_id, self._command, env)
 
     def job(self, job_id: str) -> JobHandle:
         """Return the handle of a job; raise ``KeyError`` if it was never submitted."""
@@ -199,6 +215,11 @@ class FlusterClient:
         """Return the process id of a job, where the launcher knows it."""
         return self._cluster.job(job_id).pid
 
+    @property
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """Return the context clients verify this cluster's servers with (None without TLS)."""
+        return self._cluster.ssl_context
+
     def resolver(self) -> ClusterResolver:
         """Return a resolver for this cluster; it namespaces by the context current per call."""
-        return ClusterResolver(self._cluster.address)
+        return ClusterResolver(self._cluster.address, ssl_context=self.ssl_context)

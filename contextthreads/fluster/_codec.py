@@ -14,8 +14,9 @@ Decode only bytes whose signature or MAC has been checked.
 
 from __future__ import annotations
 
+import reprlib
 import traceback
-from typing import Any, Callable, Mapping, Sequence, Tuple
+from typing import Any, Callable, Mapping, Sequence, Tuple, TypeVar
 
 from . import _pickle
 
@@ -32,6 +33,13 @@ __all__ = (
     "encode_stream_target",
     "encode_task",
 )
+
+_T = TypeVar("_T")
+#: The longest text of an exception that travels in a RemoteError.
+_MESSAGE_LIMIT = 2000
+_MESSAGE_REPR = reprlib.Repr()
+_MESSAGE_REPR.maxlevel = 4
+_MESSAGE_REPR.maxstring = _MESSAGE_REPR.maxother = 200
 
 #: A task as the worker runs it: ``fn(*args, **kwargs)`` with ``values`` set.
 TaskCall = Tuple[Callable[..., Any], Tuple[Any, ...], Mapping[str, Any], Sequence[Tuple[Any, Any]]]
@@ -127,14 +135,54 @@ def decode_reply(data: bytes) -> tuple[bool, Any]:
     return False, value
 
 
-def encode_error(exc: BaseException) -> bytes:
-    """Return the reply body reporting ``exc``, with its traceback; ``decode_reply()``'s input."""
-    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+def encode_error(exc: BaseException, max_size: int | None = None) -> bytes:
+    """Return the reply body reporting ``exc``, with its traceback; ``decode_reply()``'s input.
+
+    Never raises, whatever ``exc`` does when pickled or printed: one that
+    cannot be pickled travels as a ``RemoteError`` with its type's name and
+    a bounded, safe text of it, and if even that fails, or the reply would
+    weigh more than ``max_size`` bytes, as a ``RemoteError`` saying so.
+    """
+    text = _safely(_traceback_text, exc) or "(the traceback could not be formatted)\n"
+    for make in (_as_itself, _stand_in):
+        body = _safely(make, exc, text)
+        if body is not None and (max_size is None or len(body) <= max_size):
+            return body
+    if max_size is not None:
+        text = text[max(0, len(text) - max_size // 4) :]
+    type_name = _safely(lambda: type(exc).__qualname__) or "exception"
+    fallback = RemoteError(str(type_name), "the exception could not be sent back", text)
+    body = _pickle.dumps(("error", fallback, text))
+    if max_size is not None and len(body) > max_size:
+        body = _pickle.dumps(("error", RemoteError("exception", "too large to send"), ""))
+    return body
+
+
+def _safely(fn: Callable[..., _T], *args: Any) -> _T | None:
+    # Whatever a user's object does in __str__, __repr__ or __reduce__, even SystemExit.
     try:
-        return _pickle.dumps(("error", exc, text))
-    except Exception:
-        stand_in = RemoteError(type(exc).__qualname__, str(exc), text)
-        return _pickle.dumps(("error", stand_in, text))
+        return fn(*args)
+    except BaseException:
+        return None
+
+
+def _traceback_text(exc: BaseException) -> str:
+    return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+
+
+def _as_itself(exc: BaseException, text: str) -> bytes:
+    return _pickle.dumps(("error", exc, text))
+
+
+def _stand_in(exc: BaseException, text: str) -> bytes:
+    message = _safely(str, exc)
+    if message is None:
+        # reprlib bounds depth and length, and copes with members whose repr fails.
+        message = _safely(_MESSAGE_REPR.repr, exc.args) or "(the exception could not be printed)"
+    if len(message) > _MESSAGE_LIMIT:
+        message = message[:_MESSAGE_LIMIT] + "..."
+    stand_in = RemoteError(type(exc).__qualname__, message, text)
+    return _pickle.dumps(("error", stand_in, text))
 
 
 def encode_result(value: object, source: object, max_size: int | None = None) -> bytes:
@@ -144,22 +192,24 @@ def encode_result(value: object, source: object, max_size: int | None = None) ->
     ``"actor.method()"``; it is named only if something goes wrong. A value
     that cannot be pickled is reported as a ``TypeError`` instead, and one
     that pickles to more than ``max_size`` bytes as a ``ValueError``.
+    Never raises, whatever ``value`` does when pickled.
     """
     try:
         body = _pickle.dumps(("ok", value, ""))
-    except Exception as exc:
-        return encode_error(TypeError(f"the result of {_describe(source)} cannot be sent: {exc}"))
+    except BaseException as exc:
+        reason = _safely(str, exc) or type(exc).__name__
+        unsendable = TypeError(f"the result of {_describe(source)} cannot be sent: {reason}")
+        return encode_error(unsendable, max_size)
     if max_size is not None and len(body) > max_size:
-        return encode_error(
-            ValueError(
-                f"the result of {_describe(source)} is {len(body)} bytes pickled, more than a "
-                f"reply may carry ({max_size})"
-            )
+        too_big = ValueError(
+            f"the result of {_describe(source)} is {len(body)} bytes pickled, more than a "
+            f"reply may carry ({max_size})"
         )
+        return encode_error(too_big, max_size)
     return body
 
 
 def _describe(source: object) -> str:
     if isinstance(source, str):
         return source
-    return f"{_pickle.callable_name(source)}()"
+    return f"{_safely(_pickle.callable_name, source) or 'a callable'}()"

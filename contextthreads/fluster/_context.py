@@ -16,6 +16,9 @@ __all__ = (
     "ENV_LOG_LEVEL",
     "ENV_ORPHAN_TIMEOUT",
     "ENV_SECRET",
+    "ENV_TLS_CA",
+    "ENV_TLS_CERT",
+    "ENV_TLS_KEY",
     "FlusterContext",
     "check_job_name",
     "context_from_env",
@@ -34,6 +37,10 @@ ENV_ADVERTISE_HOST = "FLUSTER_ADVERTISE_HOST"
 ENV_BIND_HOST = "FLUSTER_BIND_HOST"
 ENV_LOG_LEVEL = "FLUSTER_LOG_LEVEL"
 ENV_ORPHAN_TIMEOUT = "FLUSTER_ORPHAN_TIMEOUT"
+#: TLS files (``TLSConfig``): what a worker's servers present, and what its clients trust.
+ENV_TLS_CERT = "FLUSTER_TLS_CERT"
+ENV_TLS_KEY = "FLUSTER_TLS_KEY"
+ENV_TLS_CA = "FLUSTER_TLS_CA"
 
 
 def check_job_name(name: str, what: str = "job name") -> str:

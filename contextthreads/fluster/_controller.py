@@ -1,7 +1,7 @@
 """The controller: a registry of actor endpoints and job specs, served over signed HTTP.
 
-Requests are JSON objects POSTed to ``/<op>`` with the same ``op`` inside the
-signed body, so a captured body cannot be replayed against another operation.
+Requests are JSON objects POSTed to ``/<op>``, signed for this controller
+and good once (``_http``); the body repeats ``op``.
 """
 
 from __future__ import annotations
@@ -10,11 +10,13 @@ import base64
 import itertools
 import json
 import logging
+import ssl
 import threading
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from ._http import Reply, SignedServer, SignedService, post
+from ._client import post
+from ._http import Reply, SignedServer, SignedService
 from ._wire import RpcProtocolError
 
 __all__ = ("Controller", "ControllerClient", "Endpoint")
@@ -67,8 +69,10 @@ class Controller(SignedService):
     ``advertise_host`` is the name others reach it by, when ``host`` is a
     wildcard such as ``0.0.0.0``. The socket is bound in the constructor: ``address`` holds the port
     actually bound, so ``port=0`` picks a free one without a race. Call
-    ``start()`` (or use ``with``) to serve. Registry operations are also
-    available in-process and are thread-safe.
+    ``start()`` (or use ``with``) to serve. With ``ssl_context`` (a server
+    context holding a certificate and its key) it serves TLS, at an
+    ``https://`` address. Registry operations are also available in-process
+    and are thread-safe.
     """
 
     def __init__(
@@ -78,13 +82,21 @@ class Controller(SignedService):
         port: int = 0,
         *,
         advertise_host: str | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
-        self._advertise_host = advertise_host
         self._lock = threading.Lock()
         self._endpoints: dict[str, Endpoint] = {}
         self._jobs: dict[str, bytes] = {}
         self._ids = itertools.count(1)
-        self._server = SignedServer(host, port, secret, self._dispatch, "fluster-controller")
+        self._server = SignedServer(
+            host,
+            port,
+            secret,
+            self._dispatch,
+            "fluster-controller",
+            advertise_host=advertise_host,
+            ssl_context=ssl_context,
+        )
 
     def register(
         self, name: str, address: str, job_id: str, metadata: Mapping[str, str] | None = None
@@ -176,21 +188,33 @@ class Controller(SignedService):
 class ControllerClient:
     """Call a controller over signed HTTP. Thread-safe: every call has its own connection.
 
-    Methods raise ``RpcError`` subclasses when the controller cannot be
-    reached or refuses the request.
+    Each call is bounded by ``timeout`` seconds, all of it. ``https://``
+    addresses are reached over TLS, with ``ssl_context`` if given. Methods
+    raise ``RpcError`` subclasses when the controller cannot be reached or
+    refuses the request.
     """
 
-    def __init__(self, address: str, secret: str, timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        address: str,
+        secret: str,
+        timeout: float = 5.0,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
         self.address = address.rstrip("/")
         self._secret = secret
         self._timeout = timeout
+        self._ssl_context = ssl_context
 
     def __repr__(self) -> str:
         return f"ControllerClient({self.address!r})"
 
     def _call(self, op: str, **fields: Any) -> dict[str, Any]:
         body = json.dumps({"op": op, **fields}).encode()
-        reply = json.loads(post(self.address, f"/{op}", body, self._secret, self._timeout))
+        reply = json.loads(
+            post(self.address, f"/{op}", body, self._secret, self._timeout, self._ssl_context)
+        )
         if not isinstance(reply, dict) or not reply.get("ok"):
             raise RpcProtocolError(f"controller refused {op}: {reply!r}")
         return reply

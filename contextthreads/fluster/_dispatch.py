@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import ssl
 import threading
 import time
 from typing import TYPE_CHECKING, Callable, ClassVar
@@ -35,8 +36,10 @@ class WorkerDispatcher:
     runs, the next may already wait in the connection (up to
     ``max_in_flight`` in all), but only when no other worker is idle and it
     is small, so the worker never waits for the network between tasks. Each
-    task's answer must come within ``timeout`` seconds. Every change it makes
-    goes through ``state``, the pool's; ``client`` stops a failed worker's job.
+    task's answer must come within ``timeout`` seconds, and the worker must
+    register within the state's ``registration_timeout``. Every change it
+    makes goes through ``state``, the pool's; ``client`` stops a failed
+    worker's job. ``https://`` workers are reached with ``ssl_context``.
     """
 
     thread_class: ClassVar[Callable[..., threading.Thread]] = ContextThread
@@ -56,6 +59,7 @@ class WorkerDispatcher:
         resolver: Resolver,
         secret: str,
         timeout: float,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self._state = state
         self._worker = worker
@@ -63,6 +67,7 @@ class WorkerDispatcher:
         self._resolver = resolver
         self._secret = secret
         self._timeout = timeout
+        self._ssl_context = ssl_context
         self._channel: FrameChannel | None = None
         # When the oldest task in flight started to count against the timeout.
         self._clock = 0.0
@@ -123,6 +128,9 @@ class WorkerDispatcher:
         name, stopping = self._worker.worker_name, self._state.stopping
         delay = 0.02
         while not stopping.is_set():
+            if self._state.registration_expired(self._worker, time.monotonic()):
+                self._failed(str(self._worker.error), "", 0)
+                return False
             try:
                 result = self._resolver.resolve(name)
             except RpcError as exc:
@@ -159,6 +167,7 @@ class WorkerDispatcher:
                     worker.worker_name,
                     secret=self._secret,
                     timeout=self._timeout,
+                    ssl_context=self._ssl_context,
                 ).stream("serve")
             except Exception as exc:  # RpcError: the worker cannot be reached
                 return self._lost(exc, delivered=False)
@@ -187,7 +196,7 @@ class WorkerDispatcher:
         self._clock = time.monotonic()
         try:
             ok, value = decode_reply(reply)
-        except Exception as exc:  # the result or exception does not unpickle here
+        except BaseException as exc:  # the result or exception does not unpickle here
             ok, value = False, exc
         self._state.task_finished(self._worker, ok, value)
         return True
@@ -205,8 +214,11 @@ class WorkerDispatcher:
         # Fail the worker (settling its tasks), then stop its job, whose state is unknown.
         held = ", ".join(task.task_id for task in self._worker.in_flight)
         requeued = self._state.worker_failed(self._worker, reason, delivered=delivered)
-        if requeued is None:
-            return  # failed already
+        if requeued is not None:  # else it had failed already
+            self._failed(reason, held, requeued)
+
+    def _failed(self, reason: str, held: str, requeued: int) -> None:
+        # Say what a failure of the worker cost, and stop its job.
         if held:
             message = "pool %s: %s failed holding %s (%s); %d re-queued"
             logger.warning(message, *self._names(), held, reason, requeued)

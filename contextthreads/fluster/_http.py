@@ -1,64 +1,92 @@
-"""Signed HTTP: every request and reply body carries an HMAC-SHA256 made with the cluster secret.
+"""The server half of signed HTTP: a server that reads nothing of a request it cannot trust.
 
-Servers check the signature before they look at the body, and answer 401 to
-anything unsigned or signed with another secret; clients check the reply's
-signature before they hand its body on. Plain ``http.server`` and
-``http.client``: one request per connection, bodies of any bytes. A signed
-request may instead upgrade its connection to a frame stream (``_stream``).
+Each connection first sends its head (request line and headers) within
+``head_timeout`` seconds and ``MAX_HEAD`` bytes (a TLS handshake included).
+Its signature (``_wire``) binds method, path, the server it is meant for,
+the body's length and digest, a timestamp and a nonce, so the server checks
+it, then the clock window and the nonce (``ReplayGuard``), before reading a
+byte of the body. Unsigned, forged, misdirected, stale and replayed requests
+get 401 and the connection is closed. At most ``max_pending`` connections may
+be at that stage at once; a new one beyond that drops the oldest. Replies are
+signed for the request they answer. A signed request may instead upgrade its
+connection to a frame stream (``_stream``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
-import http.client
+import hashlib
 import logging
 import socket
+import ssl
 import threading
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Tuple, TypeVar, Union
 
 from .._thread import ContextThread
+from ._deadline import Deadline, GuardedReader, buffered, keep_alive, tls_handshake
+from ._replay import ReplayGuard
 from ._stream import FrameChannel, ServerHandshake
 from ._wire import (
     MAX_BODY,
     SIGNATURE_HEADER,
-    SIGNATURE_LENGTH,
     STREAM_PROTOCOL,
     RpcAuthError,
     RpcProtocolError,
-    as_rpc_error,
-    refused_signature,
-    sign,
-    split_address,
-    verify,
+    check_request_head,
+    reply_signature,
 )
 
 __all__ = (
+    "HEAD_TIMEOUT",
+    "MAX_HEAD",
+    "MAX_PENDING",
     "Reply",
     "SignedServer",
     "SignedService",
     "StreamOpener",
     "StreamServe",
-    "post",
 )
 
 logger = logging.getLogger("contextthreads.fluster")
 
-#: (HTTP status, body) as a server's dispatch function returns it.
+#: Reply = (HTTP status, body) as a server's dispatch function returns it.
 Reply = Tuple[int, bytes]
 #: What a server's stream opener returns: a function that serves the stream, or a refusal.
 StreamServe = Callable[[FrameChannel], None]
 StreamOpener = Callable[[str, bytes], Union[StreamServe, Reply]]
 
+#: The most a connection may send before its signature is checked: request line and headers.
+MAX_HEAD = 16 * 1024
+#: Seconds a connection has to complete its TLS handshake and send its head.
+HEAD_TIMEOUT = 10.0
+#: Connections a server lets wait for their head at once; a new one beyond drops the oldest.
+MAX_PENDING = 128
+
 
 class _Handler(BaseHTTPRequestHandler):
     server: SignedServer
     protocol_version = "HTTP/1.0"
-    # Bounds how long a silent client can hold a server thread.
+    # Answer even what is not HTTP with a status line, and say no more than the status.
+    default_request_version = "HTTP/1.0"
+    error_message_format = "%(code)d %(message)s\n"
+    error_content_type = "text/plain"
+    # Once a request has proved itself: bounds each read of its body, and each write.
     timeout = 30
     # Replies and stream frames are small writes answered at once: don't hold them back.
     disable_nagle_algorithm = True
+
+    def setup(self) -> None:
+        super().setup()
+        deadline = Deadline(self.server.head_timeout)
+        if isinstance(self.connection, ssl.SSLSocket):
+            tls_handshake(self.connection, deadline)
+        self.rfile.close()
+        self._raw = GuardedReader(self.connection, deadline, MAX_HEAD)
+        self.rfile = buffered(self._raw)
+        self._nonce = b""
 
     def __getattr__(self, name: str) -> Any:
         # Every method, known or not, gets the same treatment: no signature, 401.
@@ -66,77 +94,87 @@ class _Handler(BaseHTTPRequestHandler):
             return self._handle
         raise AttributeError(name)
 
-    def _reply(self, status: int, body: bytes, *, signed: bool) -> None:
+    def _reply(self, status: int, body: bytes, *, signed: bool = True) -> None:
         self.send_response(status)
         self.send_header("Content-Type", "application/octet-stream")
         self.send_header("Content-Length", str(len(body)))
         if signed:
-            self.send_header(SIGNATURE_HEADER, sign(self.server.secret, body))
+            signature = reply_signature(self.server.secret, self._nonce, status, body)
+            self.send_header(SIGNATURE_HEADER, signature)
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
 
-    def _refuse(self) -> None:
+    def _refuse(self, status: int, reason: str) -> None:
+        # Unsigned: the peer has not shown it holds the secret, or its request is unusable.
         self.close_connection = True
-        self._reply(401, b"missing or invalid signature\n", signed=False)
+        logger.debug(
+            "%s: refused %s from %s: %s", self.server.name, status, self.client_address, reason
+        )
+        self._reply(status, f"{reason}\n".encode(), signed=False)
 
     def _handle(self) -> None:
-        signature = self.headers.get(SIGNATURE_HEADER)
-        if signature is None or len(signature.strip()) != SIGNATURE_LENGTH:
-            self._refuse()
+        if self._raw.exhausted:
+            self._refuse(431, "request head too large")
             return
-        try:
-            length = int(self.headers.get("Content-Length", "0"))
-        except ValueError:
-            length = -1
-        if length < 0 or length > MAX_BODY:
-            self.close_connection = True
-            self._reply(413 if length > MAX_BODY else 400, b"bad Content-Length\n", signed=False)
+        server = self.server
+        head = check_request_head(
+            server.secret, self.command, self.path, self.headers, server.hosts
+        )
+        if isinstance(head, str):
+            self._refuse(401, head)
             return
-        body = self.rfile.read(length)
-        if len(body) != length or not verify(self.server.secret, body, signature):
-            self._refuse()
+        if head.length > MAX_BODY:
+            self._refuse(413, "body too large")
+            return
+        refusal = server.replay_guard.admit(head.timestamp, head.nonce)
+        if refusal is not None:
+            self._refuse(401, refusal)
+            return
+        self._nonce = head.nonce
+        if not server.authenticated(self.request):
+            return  # dropped meanwhile, to make room for newer connections
+        self._raw.release()
+        self.connection.settimeout(self.timeout)
+        body = self.rfile.read(head.length)
+        if len(body) != head.length or hashlib.sha256(body).hexdigest() != head.digest:
+            self._refuse(400, "the body does not match its signed digest")
             return
         path = urllib.parse.urlsplit(self.path).path
-        if self.headers.get("Upgrade", "").strip().lower() == STREAM_PROTOCOL:
+        if self.headers.get("Upgrade", "").strip() == STREAM_PROTOCOL:
             self._upgrade(path, body)
             return
         try:
-            status, reply = self.server.dispatch(self.command, path, body)
+            status, reply = server.dispatch(self.command, path, body)
         except Exception:
-            logger.exception(
-                "fluster server %s failed on %s %s", self.server.name, self.command, path
-            )
+            logger.exception("fluster server %s failed on %s %s", server.name, self.command, path)
             status, reply = 500, b"internal server error\n"
-        self._reply(status, reply, signed=True)
+        self._reply(status, reply)
 
     def _upgrade(self, path: str, body: bytes) -> None:
         self.close_connection = True
         opener = self.server.open_stream
         if opener is None or self.command != "POST":
-            self._reply(404, b"no streams here\n", signed=True)
+            self._reply(404, b"no streams here\n")
             return
         try:
-            handshake = ServerHandshake(self.server.secret, body)
-        except ValueError as exc:
-            self._reply(400, f"{exc}\n".encode(), signed=True)
-            return
-        try:
-            opened = opener(path, handshake.body)
+            opened = opener(path, body)
         except Exception:
             logger.exception(
                 "fluster server %s failed to open a stream on %s", self.server.name, path
             )
             opened = 500, b"internal server error\n"
         if isinstance(opened, tuple):
-            self._reply(*opened, signed=True)
+            self._reply(*opened)
             return
+        handshake = ServerHandshake(self.server.secret, self._nonce)
         self.send_response(101)
         for name, value in handshake.headers():
             self.send_header(name, value)
         self.end_headers()
-        # A stream idles between calls for as long as its client likes; it ends with the
-        # client's connection, or with this process.
+        # A stream idles between calls for as long as its (authenticated) client likes; a
+        # client that vanished without a word is found out by keepalive probes.
+        keep_alive(self.connection)
         self.connection.settimeout(None)
         try:
             opened(handshake.channel(self.connection, self.rfile))
@@ -151,22 +189,29 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class SignedServer(ThreadingHTTPServer):
-    """A threading HTTP server that answers only requests signed with ``secret``.
+    """A threading HTTP server that answers only requests signed with ``secret`` for it.
 
     It binds in the constructor, so ``port`` is the port actually bound (pass
     0 for any free one) and nobody can take it between binding and serving.
-    ``dispatch(method, path, body)`` runs on a ``ContextThread`` per request,
-    in a copy of the context current at construction, and returns
-    ``(status, body)``; its replies are signed. A request upgrading to a
-    frame stream goes to ``open_stream(path, body)`` instead, which returns
-    the function that serves the stream on that thread, or ``(status, body)``
-    to refuse it. ``start()`` serves from a
-    background thread; ``close()`` stops serving and frees the port. Both are
-    safe to call from any thread other than the serving one.
+    Requests must name it as ``Host``: its ``address`` (with
+    ``advertise_host``), or the address it is bound to. ``dispatch(method,
+    path, body)`` runs on a ``ContextThread`` per request, in a copy of the
+    context current at construction, and returns ``(status, body)``; its
+    replies are signed. A request upgrading to a frame stream goes to
+    ``open_stream(path, body)`` instead, which returns the function that
+    serves the stream on that thread, or ``(status, body)`` to refuse it.
+    With ``ssl_context`` (holding its certificate and key) it serves TLS.
+    ``start()`` serves from a background thread; ``close()`` stops serving
+    and frees the port. Both are safe to call from any thread other than the
+    serving one.
     """
 
     daemon_threads = True
     block_on_close = False
+    # socketserver's backlog of 5 resets concurrent callers; the kernel caps this one.
+    request_queue_size = socket.SOMAXCONN
+    head_timeout = HEAD_TIMEOUT
+    max_pending = MAX_PENDING
 
     def __init__(
         self,
@@ -176,6 +221,9 @@ class SignedServer(ThreadingHTTPServer):
         dispatch: Callable[[str, str, bytes], Reply],
         name: str,
         open_stream: StreamOpener | None = None,
+        *,
+        advertise_host: str | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         if not secret:
             raise ValueError("a SignedServer needs a non-empty secret")
@@ -185,10 +233,21 @@ class SignedServer(ThreadingHTTPServer):
         self.dispatch = dispatch
         self.open_stream = open_stream
         self.name = name
+        self.ssl_context = ssl_context
+        self.replay_guard = ReplayGuard()
         self._base_context = contextvars.copy_context()
         self._thread: threading.Thread | None = None
         self._closed = False
+        # Connections whose head has not proved itself yet, and whose thread is still
+        # running, oldest first: each holds one of max_pending slots. True once dropped.
+        self._pending: dict[socket.socket, bool] = {}
+        self._slots = threading.Condition(threading.Lock())
         super().__init__((host, port), _Handler)
+        self.address = self.url(advertise_host)
+        names = {self.address, self.url()}
+        if host in ("127.0.0.1", "::1", "localhost"):
+            names.add(self.url("localhost"))
+        self.hosts = frozenset(urllib.parse.urlsplit(url).netloc.lower() for url in names)
 
     @property
     def host(self) -> str:
@@ -201,13 +260,27 @@ class SignedServer(ThreadingHTTPServer):
         return int(self.server_address[1])
 
     def url(self, host: str | None = None) -> str:
-        """Return ``http://host:port``, showing ``host`` instead of the bound address if given."""
+        """Return ``http(s)://host:port``, showing ``host`` instead of the bound one if given."""
         shown = host or self.host
         if ":" in shown:
             shown = f"[{shown}]"
-        return f"http://{shown}:{self.port}"
+        scheme = "http" if self.ssl_context is None else "https"
+        return f"{scheme}://{shown}:{self.port}"
 
     def process_request(self, request: Any, client_address: Any) -> None:
+        if self.ssl_context is not None:
+            # No I/O here: the handshake happens on the request's thread, against its deadline.
+            try:
+                request = self.ssl_context.wrap_socket(
+                    request, server_side=True, do_handshake_on_connect=False
+                )
+            except OSError:
+                self.shutdown_request(request)
+                return
+        if not self._take_slot(request):
+            logger.warning("%s: no room for another connection; refused one", self.name)
+            self.shutdown_request(request)
+            return
         thread = ContextThread(
             target=self.process_request_thread,
             args=(request, client_address),
@@ -216,6 +289,37 @@ class SignedServer(ThreadingHTTPServer):
             context=self._base_context.copy(),
         )
         thread.start()
+
+    def _take_slot(self, request: socket.socket) -> bool:
+        # Room for one more unproved connection: when all are taken, drop the oldest, and
+        # wait for its thread to let go. Its reads end at once: a bounded wait.
+        victim = None
+        with self._slots:
+            if len(self._pending) >= self.max_pending:
+                victim = next((sock for sock, gone in self._pending.items() if not gone), None)
+                if victim is not None:
+                    self._pending[victim] = True
+        if victim is not None:
+            logger.debug("%s: too many connections without a request; dropping one", self.name)
+            _hang_up(victim)
+        with self._slots:
+            if not self._slots.wait_for(lambda: len(self._pending) < self.max_pending, 1.0):
+                return False
+            self._pending[request] = False
+            return True
+
+    def authenticated(self, request: socket.socket) -> bool:
+        """Let go of ``request``'s slot; return False if it was dropped before it proved itself."""
+        with self._slots:
+            dropped = self._pending.pop(request, True)
+            self._slots.notify_all()
+        return not dropped
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._slots:
+            if self._pending.pop(request, None) is not None:
+                self._slots.notify_all()
+        super().shutdown_request(request)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # The stdlib prints these to stderr; a client that hung up is routine here.
@@ -241,19 +345,24 @@ class SignedServer(ThreadingHTTPServer):
         self.server_close()
 
 
+def _hang_up(sock: socket.socket) -> None:
+    # Wakes the thread reading it. The plain socket's call, even under TLS: TLS would
+    # write an alert, racing that thread.
+    with contextlib.suppress(OSError):
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+
 _Service = TypeVar("_Service", bound="SignedService")
 
 
 class SignedService:
     """The public face of a ``SignedServer``: where it is, and serving it in the background.
 
-    For classes that set ``_server`` (the SignedServer) and
-    ``_advertise_host`` (the host others reach it by, or None) in their
-    constructor. ``start()`` and ``close()`` are thread-safe.
+    For classes that set ``_server`` (the SignedServer) in their constructor.
+    ``start()`` and ``close()`` are thread-safe.
     """
 
     _server: SignedServer
-    _advertise_host: str | None
 
     @property
     def port(self) -> int:
@@ -262,8 +371,8 @@ class SignedService:
 
     @property
     def address(self) -> str:
-        """Return ``http://host:port``: the advertised host (else the bound one) and bound port."""
-        return self._server.url(self._advertise_host)
+        """Return ``http(s)://host:port``: the advertised host (else the bound one), bound port."""
+        return self._server.address
 
     def start(self: _Service) -> _Service:
         """Serve from a background thread; return self."""
@@ -279,35 +388,3 @@ class SignedService:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
-
-
-def post(url: str, path: str, body: bytes, secret: str, timeout: float | None) -> bytes:
-    """POST ``body`` to ``url + path`` signed with ``secret`` and return the verified reply body.
-
-    ``timeout`` bounds the connection and each wait for data. Raises an
-    ``RpcError`` subclass on any failure; never returns an unverified body.
-    Thread-safe: each call uses its own connection.
-    """
-    host, port, _ = split_address(url)
-    connection = http.client.HTTPConnection(host, port, timeout=timeout)
-    try:
-        connection.request(
-            "POST",
-            path,
-            body,
-            {SIGNATURE_HEADER: sign(secret, body), "Content-Type": "application/octet-stream"},
-        )
-        response = connection.getresponse()
-        data = response.read()
-        status, reply_signature = response.status, response.getheader(SIGNATURE_HEADER)
-    except (OSError, http.client.HTTPException) as exc:
-        raise as_rpc_error(exc, f"{url}{path}", timeout)  # noqa: B904 (it sets the cause)
-    finally:
-        connection.close()
-    if status == 401:
-        raise refused_signature(f"{url}{path}")
-    if not verify(secret, data, reply_signature):
-        raise RpcAuthError(f"the reply from {url}{path} is not signed with the cluster secret")
-    if status != 200:
-        raise RpcProtocolError(f"{url}{path} answered {status}: {data[:200]!r}")
-    return data

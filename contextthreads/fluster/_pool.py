@@ -13,12 +13,14 @@ from __future__ import annotations
 import contextvars
 import logging
 import threading
+import time
 import uuid
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, Sequence
 
 from . import _pickle
+from ._callbacks import CallbackThread
 from ._cluster import Entrypoint, FlusterClient
 from ._codec import encode_task
 from ._context import check_job_name, fluster_ctx
@@ -48,13 +50,16 @@ class WorkerPoolConfig:
     another worker (exceptions raised by the task itself are never retried).
     ``name_prefix``: start of the worker job names. ``context_vars``: the
     ``ContextVar``\\ s whose values at ``submit()`` travel with each task and
-    are set around the call in the worker.
+    are set around the call in the worker. ``registration_timeout``: seconds
+    a launched worker has to register; one that has not is FAILED, like a
+    worker that died, and its job stopped.
     """
 
     num_workers: int
     max_retries: int = 0
     name_prefix: str = "worker"
     context_vars: Sequence[contextvars.ContextVar[Any]] = ()
+    registration_timeout: float = 60.0
 
     def __post_init__(self) -> None:
         for name in ("num_workers", "max_retries"):
@@ -65,6 +70,10 @@ class WorkerPoolConfig:
             raise ValueError(f"num_workers must be at least 1, got {self.num_workers}")
         if self.max_retries < 0:
             raise ValueError(f"max_retries must be at least 0, got {self.max_retries}")
+        if not self.registration_timeout > 0:
+            raise ValueError(
+                f"registration_timeout must be positive, got {self.registration_timeout}"
+            )
         check_job_name(self.name_prefix, "name_prefix")
         variables = tuple(self.context_vars)
         for var in variables:
@@ -89,7 +98,10 @@ class WorkerPool:
     every change of state is a ``PoolState`` transition, under one lock.
     Every future ends: with a
     result, the task's exception, a ``WorkerFailedError``,
-    ``PoolBrokenError`` or ``PoolShutdownError``, or cancelled.
+    ``PoolBrokenError`` or ``PoolShutdownError``, or cancelled. Their
+    done-callbacks run on a thread of the pool's own, in the context they
+    were added in, never on a dispatcher: a slow callback delays other
+    callbacks, not tasks.
     """
 
     dispatcher_class: ClassVar[type[WorkerDispatcher]] = WorkerDispatcher
@@ -114,7 +126,15 @@ class WorkerPool:
         self._timeout = float(timeout)
         self._startup_timeout = float(startup_timeout)
         self._resolver: Resolver = resolver if resolver is not None else client.resolver()
-        self._state = PoolState(uuid.uuid4().hex[:8], config.num_workers, config.max_retries)
+        pool_id = uuid.uuid4().hex[:8]
+        self._callbacks = CallbackThread(f"fluster-callbacks-{pool_id}")
+        self._state = PoolState(
+            pool_id,
+            config.num_workers,
+            config.max_retries,
+            registration_timeout=config.registration_timeout,
+            new_future=self._callbacks.future,
+        )
         self._dispatchers: list[WorkerDispatcher] = []
 
     def __repr__(self) -> str:
@@ -155,7 +175,8 @@ class WorkerPool:
                     Entrypoint(serve_worker, (pool_id, index)),
                     name=f"{self._config.name_prefix}-{pool_id}-{index}",
                 )
-                state.add_worker(Worker(index, worker_actor_name(pool_id, index), job_id))
+                worker = Worker(index, worker_actor_name(pool_id, index), job_id)
+                state.add_worker(worker, time.monotonic())
         except BaseException:
             state.shut_down()
             self._terminate_jobs()
@@ -171,6 +192,7 @@ class WorkerPool:
                 resolver=self._resolver,
                 secret=ctx.secret,
                 timeout=self._timeout,
+                ssl_context=self._client.ssl_context,
             )
             for worker in state.workers()
         ]
@@ -211,6 +233,8 @@ class WorkerPool:
             for dispatcher in self._dispatchers:
                 if not dispatcher.join(TERMINATE_GRACE):
                     logger.warning("pool %s: a dispatcher did not stop in time", self.pool_id)
+            if not self._callbacks.drain(self._timeout if timeout is None else timeout):
+                logger.warning("pool %s: done-callbacks still running", self.pool_id)
 
     # -- tasks --------------------------------------------------------------
 

@@ -8,7 +8,7 @@ happened.
 
 A task is in exactly one place: the queue, one worker's ``in_flight``, or
 settled. Every future ends (see ``WorkerPool``). Futures are settled outside
-the lock, since settling one runs its callbacks.
+the lock (a ``Settlement``), since settling one may run its callbacks.
 """
 
 from __future__ import annotations
@@ -18,12 +18,13 @@ import enum
 import itertools
 import threading
 import time
-from typing import Any, Iterable
+from concurrent.futures import Future
+from typing import Any, Callable
 
 from ._pool_types import (
     PoolBrokenError,
-    PoolShutdownError,
     PoolStatus,
+    Settlement,
     Task,
     Worker,
     WorkerStatus,
@@ -59,13 +60,26 @@ class PoolState:
     """The queue, the workers and the counters of one pool, and every transition between them.
 
     Thread-safe: every method takes the one lock. ``stopping`` is set when
-    the pool stops, for dispatchers to wait on without the lock.
+    the pool stops, for dispatchers to wait on without the lock. A worker
+    not registered ``registration_timeout`` seconds after it was added fails
+    (None: never). ``new_future`` makes each task's future. Times (``now``)
+    are ``time.monotonic()`` values, given by the caller.
     """
 
-    def __init__(self, pool_id: str, num_workers: int, max_retries: int) -> None:
+    def __init__(
+        self,
+        pool_id: str,
+        num_workers: int,
+        max_retries: int,
+        *,
+        registration_timeout: float | None = None,
+        new_future: Callable[[], Future[Any]] = Future,
+    ) -> None:
         self.pool_id = pool_id
         self.num_workers = num_workers
         self.max_retries = max_retries
+        self.registration_timeout = registration_timeout
+        self._new_future = new_future
         self.stopping = threading.Event()
         self._lock = threading.Condition(threading.Lock())
         self._phase = PoolPhase.NEW
@@ -139,9 +153,11 @@ class PoolState:
                 raise RuntimeError("a WorkerPool can be started only once")
             self._phase = PoolPhase.STARTING
 
-    def add_worker(self, worker: Worker) -> None:
-        """Count ``worker`` (PENDING: launched, not registered yet) as one of the pool's."""
+    def add_worker(self, worker: Worker, now: float) -> None:
+        """Count ``worker`` (PENDING: launched ``now``, not registered yet) as one of the pool's."""
         with self._lock:
+            if self.registration_timeout is not None:
+                worker.register_by = now + self.registration_timeout
             self._workers.append(worker)
 
     def start_running(self) -> bool:
@@ -163,9 +179,11 @@ class PoolState:
             was_running = self._phase is PoolPhase.RUNNING
             if first:
                 self._phase = PoolPhase.SHUTDOWN
-            cancelled = self._drain_locked() if cancel_futures else []
+            settlement = Settlement(self.pool_id)
+            if cancel_futures:
+                settlement.abandoned = self._drain_locked()
             self._lock.notify_all()
-        self._abandon(cancelled)
+        settlement.settle()
         return first, was_running
 
     def wait_until_drained(self, timeout: float) -> bool:
@@ -182,9 +200,10 @@ class PoolState:
         with self._lock:
             self._phase = PoolPhase.STOPPED
             self.stopping.set()
-            leftovers = self._drain_locked()
+            settlement = Settlement(self.pool_id)
+            settlement.abandoned = self._drain_locked()
             self._lock.notify_all()
-        self._abandon(leftovers)
+        settlement.settle()
 
     # -- tasks --------------------------------------------------------------
 
@@ -197,7 +216,8 @@ class PoolState:
         """Queue a task (``payload`` from ``_codec.encode_task()``); return it."""
         with self._lock:
             self._check_accepting_locked()
-            task = Task(f"task-{next(self._task_ids)}", fn_name, payload, self.max_retries)
+            task_id = f"task-{next(self._task_ids)}"
+            task = Task(task_id, fn_name, payload, self.max_retries, self._new_future())
             self._queue.append(task)
             self._lock.notify_all()
         return task
@@ -262,6 +282,20 @@ class PoolState:
             self._lock.notify_all()
         return True
 
+    def registration_expired(self, worker: Worker, now: float) -> bool:
+        """PENDING past its registration deadline -> FAILED, like a dead worker; return if so."""
+        with self._lock:
+            if (
+                worker.status is not WorkerStatus.PENDING
+                or worker.register_by is None
+                or now < worker.register_by
+            ):
+                return False
+            reason = f"did not register within {self.registration_timeout}s"
+            failure = self._fail_locked(worker, reason, delivered=False)
+        failure.settle()
+        return True
+
     def worker_failed(self, worker: Worker, reason: str, *, delivered: bool = True) -> int | None:
         """-> FAILED for ``reason``, settling the tasks ``worker`` held; return how many re-queued.
 
@@ -271,42 +305,12 @@ class PoolState:
         worker has failed, queued tasks fail with ``PoolBrokenError``. Returns
         None if ``worker`` had failed already (and so held nothing).
         """
-        failed: list[tuple[Task, BaseException]] = []
-        orphans: list[Task] = []
-        broken: PoolBrokenError | None = None
-        requeued = 0
         with self._lock:
             if worker.status is WorkerStatus.FAILED:
                 return None
-            held = list(worker.in_flight)
-            worker.in_flight.clear()
-            worker.status = WorkerStatus.FAILED
-            worker.error = f"lost while running {held[0].task_id}: {reason}" if held else reason
-            stopping = self.stopping.is_set()
-            for position, task in enumerate(held):
-                if stopping:
-                    failed.append((task, shutdown_error(self.pool_id, worker, task)))
-                elif not delivered or task.retries_left > 0:
-                    if delivered:
-                        task.retries_left -= 1
-                    self._queue.insert(requeued, task)
-                    requeued += 1
-                else:
-                    failed.append((task, lost_task_error(worker, task, position, reason)))
-            worker.tasks_failed += len(failed)
-            self._tasks_failed += len(failed)
-            if self._broken_locked() and not stopping:
-                orphans = self._drain_locked()
-                self._tasks_failed += len(orphans)
-                broken = PoolBrokenError(
-                    f"every worker of pool {self.pool_id} failed; {failures(self._workers)}"
-                )
-            self._lock.notify_all()
-        for task, error in failed:
-            task.future.set_exception(error)
-        if broken is not None:
-            self._abandon(orphans, broken)
-        return requeued
+            failure = self._fail_locked(worker, reason, delivered=delivered)
+        failure.settle()
+        return failure.requeued
 
     # -- under the lock -----------------------------------------------------
 
@@ -334,6 +338,34 @@ class PoolState:
     def _busy_locked(self) -> bool:
         return bool(self._queue) or any(w.status is WorkerStatus.BUSY for w in self._workers)
 
+    def _fail_locked(self, worker: Worker, reason: str, *, delivered: bool) -> Settlement:
+        held = list(worker.in_flight)
+        worker.in_flight.clear()
+        worker.status = WorkerStatus.FAILED
+        worker.error = f"lost while running {held[0].task_id}: {reason}" if held else reason
+        stopping = self.stopping.is_set()
+        failure = Settlement(self.pool_id)
+        for position, task in enumerate(held):
+            if stopping:
+                failure.failed.append((task, shutdown_error(self.pool_id, worker, task)))
+            elif not delivered or task.retries_left > 0:
+                if delivered:
+                    task.retries_left -= 1
+                self._queue.insert(failure.requeued, task)
+                failure.requeued += 1
+            else:
+                failure.failed.append((task, lost_task_error(worker, task, position, reason)))
+        worker.tasks_failed += len(failure.failed)
+        self._tasks_failed += len(failure.failed)
+        if self._broken_locked() and not stopping:
+            failure.abandoned = self._drain_locked()
+            self._tasks_failed += len(failure.abandoned)
+            failure.error = PoolBrokenError(
+                f"every worker of pool {self.pool_id} failed; {failures(self._workers)}"
+            )
+        self._lock.notify_all()
+        return failure
+
     def _drain_locked(self) -> list[Task]:
         tasks = list(self._queue)
         self._queue.clear()
@@ -353,20 +385,3 @@ class PoolState:
             worker.status = WorkerStatus.BUSY
             return task
         return None
-
-    # -- outside the lock ---------------------------------------------------
-
-    def _abandon(self, tasks: Iterable[Task], error: BaseException | None = None) -> None:
-        # Settling a future runs its callbacks: never under the lock.
-        for task in tasks:
-            if not task.started:
-                if error is None:
-                    task.future.cancel()
-                # Moves a cancelled future to CANCELLED_AND_NOTIFIED, which is what
-                # wakes concurrent.futures.wait() and as_completed().
-                if not task.future.set_running_or_notify_cancel():
-                    continue
-            task.future.set_exception(
-                error
-                or PoolShutdownError(f"pool {self.pool_id} shut down before {task.task_id} ran")
-            )

@@ -15,6 +15,7 @@ __all__ = (
     "PoolBrokenError",
     "PoolShutdownError",
     "PoolStatus",
+    "Settlement",
     "Task",
     "Worker",
     "WorkerFailedError",
@@ -82,11 +83,13 @@ class Task:
 
     __slots__ = ("fn_name", "future", "payload", "retries_left", "started", "task_id")
 
-    def __init__(self, task_id: str, fn_name: str, payload: bytes, retries: int) -> None:
+    def __init__(
+        self, task_id: str, fn_name: str, payload: bytes, retries: int, future: Future[Any]
+    ) -> None:
         self.task_id = task_id
         self.fn_name = fn_name
         self.payload = payload
-        self.future: Future[Any] = Future()
+        self.future = future
         self.retries_left = retries
         #: Whether the future is RUNNING: the task has been handed to a worker once.
         self.started = False
@@ -101,6 +104,8 @@ class Worker:
         self.worker_name = name
         self.job_id = job_id
         self.status = WorkerStatus.PENDING
+        #: When (``time.monotonic()``) a PENDING worker that has not registered is given up on.
+        self.register_by: float | None = None
         self.endpoint_url: str | None = None
         self.pid: int | None = None
         #: Tasks sent to the worker and not answered yet, oldest (the running one) first.
@@ -123,6 +128,41 @@ class Worker:
             "tasks_failed": self.tasks_failed,
             "error": self.error,
         }
+
+
+class Settlement:
+    """What a ``PoolState`` transition leaves to settle once its lock is released.
+
+    Settling a future may run its callbacks, so never under the lock.
+    ``failed`` tasks end with their error. ``abandoned`` ones end with
+    ``error``, or, without one, cancelled if they never ran and with
+    ``PoolShutdownError`` if they did. ``requeued`` counts the tasks the
+    transition put back in the queue.
+    """
+
+    def __init__(self, pool_id: str) -> None:
+        self.pool_id = pool_id
+        self.failed: list[tuple[Task, BaseException]] = []
+        self.abandoned: list[Task] = []
+        self.error: BaseException | None = None
+        self.requeued = 0
+
+    def settle(self) -> None:
+        """End every future this settlement holds."""
+        for task, failure in self.failed:
+            task.future.set_exception(failure)
+        for task in self.abandoned:
+            if not task.started:
+                if self.error is None:
+                    task.future.cancel()
+                # Moves a cancelled future to CANCELLED_AND_NOTIFIED, which is what
+                # wakes concurrent.futures.wait() and as_completed().
+                if not task.future.set_running_or_notify_cancel():
+                    continue
+            task.future.set_exception(
+                self.error
+                or PoolShutdownError(f"pool {self.pool_id} shut down before {task.task_id} ran")
+            )
 
 
 def lost_task_error(worker: Worker, task: Task, position: int, reason: str) -> WorkerFailedError:

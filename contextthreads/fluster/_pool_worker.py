@@ -13,6 +13,7 @@ from ._codec import decode_task, encode_error, encode_result
 from ._context import ENV_ADVERTISE_HOST, ENV_BIND_HOST, fluster_ctx
 from ._controller import ControllerClient
 from ._stream import FrameChannel
+from ._tls import TLSConfig
 
 __all__ = ("serve_worker", "worker_actor_name")
 
@@ -30,6 +31,18 @@ def _call(fn: Any, args: Any, kwargs: Any, values: Any) -> Any:
     return fn(*args, **kwargs)
 
 
+def _run_task(payload: bytes, max_size: int) -> bytes:
+    # The reply to one task. Whatever the task raises or returns, and however that pickles
+    # or prints, it is an answer of that task's own: the stream, and the worker, go on.
+    try:
+        fn, args, kwargs, values = decode_task(payload)
+        # Each task in its own context: one task's values never reach the next.
+        value = contextvars.copy_context().run(_call, fn, args, kwargs, values)
+    except BaseException as exc:
+        return encode_error(exc, max_size)
+    return encode_result(value, fn, max_size)
+
+
 class _TaskExecutor:
     """The actor each worker hosts: run pickled callables (thread-safe, stateless)."""
 
@@ -45,15 +58,7 @@ class _TaskExecutor:
             payload = channel.recv()
             if payload is None:
                 return
-            try:
-                fn, args, kwargs, values = decode_task(payload)
-                # Each task in its own context: one task's values never reach the next.
-                value = contextvars.copy_context().run(_call, fn, args, kwargs, values)
-            except BaseException as exc:
-                reply = encode_error(exc)
-            else:
-                reply = encode_result(value, fn, channel.max_body)
-            channel.send(reply)
+            channel.send(_run_task(payload, channel.max_body))
 
     def ping(self) -> int:
         """Return this worker's process id."""
@@ -69,8 +74,12 @@ def serve_worker(pool_id: str, index: int) -> None:
     ctx = fluster_ctx()
     name = worker_actor_name(pool_id, index)
     advertise = os.environ.get(ENV_ADVERTISE_HOST, "127.0.0.1")
+    tls = TLSConfig.from_env()
     server = ActorServer(
-        ctx.secret, os.environ.get(ENV_BIND_HOST, advertise), advertise_host=advertise
+        ctx.secret,
+        os.environ.get(ENV_BIND_HOST, advertise),
+        advertise_host=advertise,
+        ssl_context=None if tls is None else tls.server_context(),
     )
     server.register(name, _TaskExecutor())
     server.start()

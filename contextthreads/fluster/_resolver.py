@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from dataclasses import dataclass, field
 from typing import Mapping, Protocol, Sequence, Union, runtime_checkable
 
@@ -82,12 +83,20 @@ class ClusterResolver:
     serves every job of a process. A thread that does not carry a
     FlusterContext (a plain ``threading.Thread`` before 3.14) gets
     ``RuntimeError``; start threads with ``contextthreads.ContextThread``.
-    Thread-safe. Controller failures raise ``RpcError`` subclasses.
+    Thread-safe. Controller failures raise ``RpcError`` subclasses. An
+    ``https://`` controller is reached over TLS, with ``ssl_context`` if given.
     """
 
-    def __init__(self, controller_address: str, timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        controller_address: str,
+        timeout: float = 5.0,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
         self.controller_address = controller_address.rstrip("/")
         self.timeout = timeout
+        self.ssl_context = ssl_context
 
     def __repr__(self) -> str:
         return f"ClusterResolver({self.controller_address!r})"
@@ -102,7 +111,9 @@ class ClusterResolver:
                 "use contextthreads.ContextThread, or enter fluster_ctx_scope()"
             )
         full = f"{ctx.namespace}/{name}"
-        client = ControllerClient(self.controller_address, ctx.secret, self.timeout)
+        client = ControllerClient(
+            self.controller_address, ctx.secret, self.timeout, ssl_context=self.ssl_context
+        )
         found = tuple(
             ResolvedEndpoint(url=e.address, actor_id=e.endpoint_id, metadata=e.metadata)
             for e in client.list_endpoints(full)

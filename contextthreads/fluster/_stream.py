@@ -1,16 +1,17 @@
 """Signed frame streams: a persistent connection carrying many calls, each frame authenticated.
 
-A stream starts as a signed HTTP request with ``Upgrade: fluster-stream``
-whose body begins with a random client nonce; the server answers ``101``
-with its own nonce, signed. Both sides then derive a session key from the
-cluster secret and the two nonces, and exchange frames::
+A stream starts as a signed HTTP request (``_wire``) with ``Upgrade:
+fluster-stream``; its nonce is the client's nonce. The server answers
+``101`` with its own nonce, signed over both. Both sides then derive a
+session key from the cluster secret and the two nonces, and exchange
+frames::
 
     length (4 bytes, big-endian) | HMAC-SHA256 (32 bytes) | body
 
 The MAC covers the direction, a per-direction frame counter and the body, so
 a frame cannot be altered, replayed (in this or another session), reordered
 or reflected back to its sender. Nothing is unpickled before its MAC checks.
-Traffic is authenticated, not encrypted.
+Without TLS, traffic is authenticated, not encrypted.
 
 Both halves of the handshake live here: ``connect()`` is the client's,
 ``ServerHandshake`` the server's (``_http`` writes its answer on the wire).
@@ -24,26 +25,27 @@ import http.client
 import io
 import os
 import socket
+import ssl
 import struct
-from typing import cast
 
+from ._client import Sent, read_answer_head, send_request
+from ._deadline import Deadline, keep_alive
 from ._wire import (
     MAX_BODY,
+    NONCE_HEADER,
+    NONCE_SIZE,
     SIGNATURE_HEADER,
     STREAM_PROTOCOL,
     RpcAuthError,
-    RpcConnectionError,
     RpcProtocolError,
     as_rpc_error,
+    number,
     refused_signature,
     sign,
-    split_address,
     verify,
 )
 
 __all__ = (
-    "NONCE_HEADER",
-    "NONCE_SIZE",
     "FrameChannel",
     "ServerHandshake",
     "accept_signature",
@@ -51,14 +53,10 @@ __all__ = (
     "server_channel",
 )
 
-NONCE_HEADER = "X-Fluster-Nonce"
-NONCE_SIZE = 16
-
 _HEADER = struct.Struct("!I32s")
 _COUNTER = struct.Struct("!Q")
 # Below this, one concatenation and the one-shot C HMAC beat incremental hashing.
 _SMALL = 64 * 1024
-_READ_BUFFER = 64 * 1024
 
 
 def _session_key(secret: str, client_nonce: bytes, server_nonce: bytes) -> bytes:
@@ -179,20 +177,16 @@ def server_channel(
 class ServerHandshake:
     """The server half of a stream handshake, for one request whose signature checked.
 
-    Raises ``ValueError`` for a body too short to start with the client's
-    nonce. ``body`` is what follows the nonce: what the stream is for.
-    ``headers()`` are those of the ``101`` answer (a fresh server nonce, and
-    the secret's signature over both nonces); once it is written, ``channel()``
-    is the server's end of the stream.
+    ``client_nonce`` is the request's nonce. ``headers()`` are those of the
+    ``101`` answer (a fresh server nonce, and the secret's signature over
+    both nonces); once it is written, ``channel()`` is the server's end of
+    the stream.
     """
 
-    def __init__(self, secret: str, request_body: bytes) -> None:
-        if len(request_body) < NONCE_SIZE:
-            raise ValueError("a stream request starts with a nonce")
+    def __init__(self, secret: str, client_nonce: bytes) -> None:
         self._secret = secret
-        self._client_nonce = request_body[:NONCE_SIZE]
+        self._client_nonce = client_nonce
         self._server_nonce = os.urandom(NONCE_SIZE)
-        self.body = request_body[NONCE_SIZE:]
 
     def headers(self) -> list[tuple[str, str]]:
         """Return the headers of the ``101`` answer that accepts the stream."""
@@ -211,73 +205,63 @@ class ServerHandshake:
         return server_channel(sock, reader, self._secret, self._client_nonce, self._server_nonce)
 
 
-def _number(text: str) -> int:
-    # str.isdigit() is true of more than int() takes ("²"): ASCII digits only.
-    text = text.strip()
-    return int(text) if text.isascii() and text.isdigit() else -1
-
-
-def _accept(reader: io.BufferedReader, where: str, secret: str, client_nonce: bytes) -> bytes:
+def _accept(sent: Sent, where: str, secret: str) -> bytes:
     # Read the answer to a stream request; return the server's nonce once its signature checks.
-    status_line = reader.readline(65537).decode("latin-1")
-    if not status_line:
-        raise RpcConnectionError(f"{where} closed the connection without answering")
-    headers = http.client.parse_headers(reader)
-    parts_of_status = status_line.split(None, 2)
-    if len(parts_of_status) < 2 or not parts_of_status[0].startswith("HTTP/"):
-        raise RpcProtocolError(f"{where} answered a stream request with {status_line!r}")
-    status = _number(parts_of_status[1])
+    status, headers = read_answer_head(sent, where)
     if status == 401:
-        raise refused_signature(where)
+        detail = sent.reader.read(max(0, min(number(headers.get("Content-Length")), 200)))
+        raise refused_signature(where, detail.decode("ascii", "replace").strip())
     if status != 101:
-        detail = reader.read(max(0, min(_number(headers.get("Content-Length", "0")), 200)))
+        detail = sent.reader.read(max(0, min(number(headers.get("Content-Length")), 200)))
         raise RpcProtocolError(f"{where} answered {status} to a stream request: {detail!r}")
     try:
         server_nonce = bytes.fromhex(headers.get(NONCE_HEADER, ""))
     except ValueError:
         server_nonce = b""
     if len(server_nonce) != NONCE_SIZE or not verify(
-        secret, _accepted(client_nonce, server_nonce), headers.get(SIGNATURE_HEADER)
+        secret, _accepted(sent.nonce, server_nonce), headers.get(SIGNATURE_HEADER)
     ):
         raise RpcAuthError(f"{where} accepted the stream without our secret's signature")
     return server_nonce
 
 
-def connect(url: str, path: str, secret: str, body: bytes, timeout: float | None) -> FrameChannel:
+def connect(
+    url: str,
+    path: str,
+    secret: str,
+    body: bytes,
+    timeout: float | None,
+    ssl_context: ssl.SSLContext | None = None,
+) -> FrameChannel:
     """Open a stream to ``url + path``, sending ``body`` with the handshake; return its channel.
 
-    ``timeout`` bounds connecting and the handshake; the channel keeps it
-    until ``settimeout()``. Raises an ``RpcError`` subclass on any failure:
-    ``RpcConnectionError`` (its ``__cause__`` the ``OSError``), a timeout,
-    a refused signature, or an answer other than a signed ``101``.
+    ``timeout`` bounds connecting and the whole handshake; then the channel
+    keeps it for each send and receive until ``settimeout()``. Raises an
+    ``RpcError`` subclass on any failure: ``RpcConnectionError`` (its
+    ``__cause__`` the ``OSError``), a timeout, a refused signature, or an
+    answer other than a signed ``101``.
     """
-    host, port, netloc = split_address(url)
-    client_nonce = os.urandom(NONCE_SIZE)
-    request_body = client_nonce + body
-    head = (
-        f"POST {path} HTTP/1.1\r\n"
-        f"Host: {netloc}\r\n"
-        "Content-Type: application/octet-stream\r\n"
-        f"Content-Length: {len(request_body)}\r\n"
-        f"{SIGNATURE_HEADER}: {sign(secret, request_body)}\r\n"
-        f"Connection: Upgrade\r\nUpgrade: {STREAM_PROTOCOL}\r\n\r\n"
-    ).encode("latin-1")
     where = f"{url}{path}"
+    deadline = Deadline(timeout)
     try:
-        sock = socket.create_connection((host, port), timeout)
+        sent = send_request(
+            url, "POST", path, body, secret, deadline, ssl_context, upgrade=STREAM_PROTOCOL
+        )
     except OSError as exc:
         raise as_rpc_error(exc, where, timeout)  # noqa: B904 (it sets the cause)
-    reader = cast(io.BufferedReader, sock.makefile("rb", buffering=_READ_BUFFER))
     try:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.sendall(head + request_body)
-        server_nonce = _accept(reader, where, secret, client_nonce)
+        server_nonce = _accept(sent, where, secret)
+        sent.raw.release()
+        sent.sock.settimeout(timeout)
+        keep_alive(sent.sock)
     except BaseException as exc:
-        reader.close()
-        sock.close()
-        if isinstance(exc, Exception):
+        sent.close()
+        if isinstance(exc, (OSError, http.client.HTTPException)):
             raise as_rpc_error(exc, where, timeout)  # noqa: B904 (it sets the cause)
         raise
     return FrameChannel(
-        sock, reader, _session_key(secret, client_nonce, server_nonce), is_client=True
+        sent.sock,
+        sent.reader,
+        _session_key(secret, sent.nonce, server_nonce),
+        is_client=True,
     )

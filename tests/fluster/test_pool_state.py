@@ -2,7 +2,8 @@
 
 The direct tests pin one transition each. ``PoolMachine`` lets hypothesis
 drive every transition in any order (submit, dispatch, finish, fail with and
-without retries, worker death, user cancellation, shutdown) and checks after
+without retries, worker death, registration deadlines passing as time goes
+by, user cancellation, shutdown) and checks after
 each step that a task is in exactly one of queue, in flight, settled, and at
 the end that every future has ended.
 """
@@ -26,6 +27,8 @@ from contextthreads.fluster._pool_state import STOP, PoolPhase, PoolState
 from contextthreads.fluster._pool_types import Task, Worker
 
 SMALL, LARGE = b"s" * 8, b"L" * 64
+#: The registration deadline of the pools here: workers are added at time 0.
+REGISTRATION = 10.0
 #: Tasks over this size are not handed to a busy worker.
 MAX_WAITING = 32
 #: The pool machine shuts its pool down in one step in about this many.
@@ -33,11 +36,12 @@ RARE = 25
 
 
 def running(num_workers: int = 2, max_retries: int = 0, *, ready: bool = True) -> PoolState:
-    """Return a RUNNING pool state with ``num_workers`` workers, ready unless told not."""
-    state = PoolState("p", num_workers, max_retries)
+    """Return a RUNNING pool state with ``num_workers`` workers added at time 0, ready unless
+    told not; each has REGISTRATION seconds to register."""
+    state = PoolState("p", num_workers, max_retries, registration_timeout=REGISTRATION)
     state.begin_start()
     for index in range(num_workers):
-        state.add_worker(Worker(index, f"w{index}", f"job-{index}"))
+        state.add_worker(Worker(index, f"w{index}", f"job-{index}"), 0.0)
     assert state.start_running()
     if ready:
         for index, worker in enumerate(state.workers()):
@@ -232,6 +236,43 @@ def test_waiting_for_workers() -> None:
         state.wait_for_workers(1, 0)
 
 
+def test_a_worker_that_does_not_register_in_time_fails_like_a_dead_one() -> None:
+    """A PENDING worker past its registration deadline is FAILED (not before it, and never
+    once it has registered); when it was the last one alive, queued tasks end with
+    PoolBrokenError naming the deadline."""
+    state = running(2, ready=False)
+    late, registered = state.workers()
+    task = state.submit("f", SMALL)
+    assert not state.registration_expired(late, REGISTRATION - 0.001)
+    assert state.worker_ready(registered, "http://h:1", None)
+    assert not state.registration_expired(registered, REGISTRATION)
+    assert state.registration_expired(late, REGISTRATION)
+    assert not state.registration_expired(late, REGISTRATION + 1)
+    assert (late.status, late.error) == (WorkerStatus.FAILED, "did not register within 10.0s")
+    assert not task.future.done()
+    state.worker_failed(registered, "killed")
+    broken = error_of(task.future)
+    assert isinstance(broken, PoolBrokenError)
+    assert "did not register within 10.0s" in str(broken)
+    never = PoolState("p", 1, 0)
+    never.add_worker(Worker(0, "w0", "job-0"), 0.0)
+    assert not never.registration_expired(never.workers()[0], 1e9)
+
+
+def test_tasks_get_the_futures_the_pool_makes() -> None:
+    """Each task's future comes from the state's new_future (the pool's, whose callbacks run
+    on a thread of their own)."""
+
+    class Marked(Future):  # type: ignore[type-arg]
+        pass
+
+    state = PoolState("p", 1, 0, new_future=Marked)
+    state.begin_start()
+    state.add_worker(Worker(0, "w0", "job-0"), 0.0)
+    assert state.start_running()
+    assert isinstance(state.submit("f", SMALL).future, Marked)
+
+
 # -- every transition in any order -----------------------------------------------
 
 
@@ -243,6 +284,7 @@ class PoolMachine(RuleBasedStateMachine):
         self.state = PoolState("p", 1, 0)
         self.tasks: List[Task] = []
         self.completed = 0
+        self.now = 0.0
 
     @initialize(ready=st.lists(st.booleans(), min_size=1, max_size=3), retries=st.integers(0, 2))
     def start(self, ready: List[bool], retries: int) -> None:
@@ -348,6 +390,21 @@ class PoolMachine(RuleBasedStateMachine):
         assert queued[: len(back)] == back
         assert requeued is not None
         assert requeued == len(back) or self.broken()
+
+    @rule(seconds=st.floats(0, REGISTRATION / 2))
+    def time_passes(self, seconds: float) -> None:
+        self.now += seconds
+
+    @precondition(lambda self: self.those(WorkerStatus.PENDING))
+    @rule(index=st.integers(0, 2))
+    def dispatcher_checks_registration(self, index: int) -> None:
+        worker = self.pick(index, WorkerStatus.PENDING)
+        expired = self.state.registration_expired(worker, self.now)
+        assert expired == (self.now >= REGISTRATION)
+        assert (worker.status is WorkerStatus.FAILED) == expired
+        if expired and self.broken() and self.state.phase is PoolPhase.RUNNING:
+            with pytest.raises(PoolBrokenError, match="did not register"):
+                self.state.check_accepting()
 
     @precondition(lambda self: self.tasks)
     @rule(index=st.integers(0, 1000))

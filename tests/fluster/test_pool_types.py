@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+from concurrent.futures import Future
 
 from contextthreads.fluster import WorkerFailedError
 from contextthreads.fluster._pool_types import Task, Worker, lost_task_error
@@ -25,7 +26,7 @@ def test_a_lost_task_error_names_the_worker_the_task_and_the_cause() -> None:
     the task was running or waiting its turn, and why; its fields say the same."""
     worker = Worker(2, "_workerpool_p:worker-2", "job-a/w-2")
     worker.pid = 4321
-    task = Task("task-7", "square", b"", 0)
+    task = Task("task-7", "square", b"", 0, Future())
     running = lost_task_error(worker, task, 0, "SIGKILL")
     assert str(running) == (
         "worker-2 (job job-a/w-2, pid 4321) failed while running task-7 (square): SIGKILL"

@@ -3,9 +3,9 @@
 Frame-level tests put a ``FrameChannel`` on the ends of a ``socket.socketpair()``.
 Tampering tests capture a frame's bytes off the wire and write them back,
 changed, replayed or reflected, with ``sendall``. Client handshake tests open
-streams to a fake server: a raw listening socket whose one connection a
-background ``ContextThread`` answers; the server half is ``ServerHandshake``
-(over a real server, see ``test_http``).
+streams to a fake server (``fakes``): a raw listening socket whose one
+connection a background ``ContextThread`` answers; the server half is
+``ServerHandshake`` (over a real server, see ``test_http``).
 """
 
 from __future__ import annotations
@@ -16,10 +16,8 @@ import io
 import os
 import socket
 import struct
-import threading
 import time
-from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
+from typing import Any, Callable, Dict, Iterator, List, Sequence
 
 import pytest
 from hypothesis import given
@@ -28,17 +26,16 @@ from hypothesis import strategies as st
 from contextthreads import ContextThread
 from contextthreads.fluster import RpcAuthError, RpcError, RpcProtocolError, RpcTimeoutError
 from contextthreads.fluster._stream import (
-    NONCE_HEADER,
-    NONCE_SIZE,
     FrameChannel,
     ServerHandshake,
     accept_signature,
     connect,
     server_channel,
 )
-from contextthreads.fluster._wire import MAX_BODY, SIGNATURE_HEADER, verify
+from contextthreads.fluster._wire import MAX_BODY, NONCE_HEADER, NONCE_SIZE, SIGNATURE_HEADER
 from contextthreads.fluster._wire import STREAM_PROTOCOL as PROTOCOL
 
+from .fakes import FakeServer, Request, answer_bytes, reply_with
 from .support import SECRET, WAIT, frame, joined
 
 KEY = hashlib.sha256(b"stream-test-key").digest()
@@ -360,93 +357,10 @@ def test_stream_ending_inside_a_frame_is_a_protocol_error(cut: int) -> None:
 
 
 def test_connect_needs_an_http_address() -> None:
-    """connect() takes only http://host:port addresses."""
-    for url in ("https://127.0.0.1:1", "http://127.0.0.1", "127.0.0.1:1"):
+    """connect() takes only http(s)://host:port addresses."""
+    for url in ("ftp://127.0.0.1:1", "http://127.0.0.1", "127.0.0.1:1"):
         with pytest.raises(ValueError, match="expected an address"):
             connect(url, STREAM_PATH, SECRET, b"", WAIT)
-
-
-@dataclass
-class Request:
-    """A stream request as a fake server read it."""
-
-    line: str
-    headers: Dict[str, str]
-    body: bytes
-
-    @property
-    def client_nonce(self) -> bytes:
-        return self.body[:NONCE_SIZE]
-
-
-Answer = Callable[[socket.socket, io.BufferedReader, Request], None]
-
-
-def read_request(reader: io.BufferedReader) -> Request:
-    """Read one HTTP request (head and Content-Length body); an empty one at end of stream."""
-    line = reader.readline(65537).decode("latin-1").rstrip("\r\n")
-    headers: dict[str, str] = {}
-    while True:
-        header = reader.readline(65537).decode("latin-1").rstrip("\r\n")
-        if not header:
-            break
-        name, _, value = header.partition(":")
-        headers[name.strip().lower()] = value.strip()
-    body = reader.read(int(headers.get("content-length", "0")))
-    return Request(line, headers, body)
-
-
-def answer_bytes(status_line: str, headers: dict[str, str], body: bytes = b"") -> bytes:
-    head = status_line + "\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
-    return head.encode("latin-1") + body
-
-
-class FakeServer:
-    """A raw listening socket on 127.0.0.1; ``answer`` handles its one connection on a thread.
-
-    On leaving the block the thread is joined (bounded); errors it met fail the
-    test unless the block itself failed.
-    """
-
-    def __init__(self, answer: Answer) -> None:
-        self._answer = answer
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self._listener.settimeout(WAIT)
-        self._accepted = threading.Event()
-        self.errors: list[BaseException] = []
-        self.request: Optional[Request] = None
-        self._thread = ContextThread(target=self._serve, name="fake-stream-server", daemon=True)
-
-    @property
-    def address(self) -> str:
-        return f"http://127.0.0.1:{self._listener.getsockname()[1]}"
-
-    def __enter__(self) -> FakeServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, exc_type: object, *rest: object) -> None:
-        try:
-            if not self._accepted.is_set():
-                # Nobody connected (the test failed early): wake the thread up.
-                socket.create_connection(self._listener.getsockname(), timeout=WAIT).close()
-            joined(self._thread)
-        finally:
-            self._listener.close()
-        if exc_type is None:
-            assert self.errors == []
-
-    def _serve(self) -> None:
-        try:
-            conn, _ = self._listener.accept()
-            self._accepted.set()
-            with conn:
-                conn.settimeout(WAIT)
-                with conn.makefile("rb") as reader:
-                    self.request = read_request(reader)
-                    self._answer(conn, reader, self.request)
-        except BaseException as exc:
-            self.errors.append(exc)
 
 
 def test_fake_server_holding_the_secret_completes_the_handshake() -> None:
@@ -458,7 +372,7 @@ def test_fake_server_holding_the_secret_completes_the_handshake() -> None:
     def answer(conn: socket.socket, reader: io.BufferedReader, request: Request) -> None:
         server_nonce = os.urandom(NONCE_SIZE)
         seen["server_nonce"] = server_nonce
-        signature = accept_signature(SECRET, request.client_nonce, server_nonce)
+        signature = accept_signature(SECRET, request.nonce, server_nonce)
         conn.sendall(
             answer_bytes(
                 "HTTP/1.0 101 Switching Protocols",
@@ -466,7 +380,7 @@ def test_fake_server_holding_the_secret_completes_the_handshake() -> None:
             )
         )
         seen["frame"] = reader.read(HEADER_SIZE + len(b"hello"))
-        channel = server_channel(conn, reader, SECRET, request.client_nonce, server_nonce)
+        channel = server_channel(conn, reader, SECRET, request.nonce, server_nonce)
         channel.send(b"welcome")
         assert channel.recv() is None
 
@@ -480,12 +394,11 @@ def test_fake_server_holding_the_secret_completes_the_handshake() -> None:
     request = fake.request
     assert request is not None
     assert request.line == f"POST {STREAM_PATH} HTTP/1.1"
-    assert request.headers["upgrade"] == PROTOCOL
-    assert verify(SECRET, request.body, request.headers[SIGNATURE_HEADER.lower()])
-    assert len(request.body) == NONCE_SIZE + len(b"payload")
-    assert request.body[NONCE_SIZE:] == b"payload"
+    assert request.headers["Upgrade"] == PROTOCOL
+    assert request.signed_for(fake.netloc)
+    assert request.body == b"payload"
 
-    client_nonce, server_nonce = request.client_nonce, seen["server_nonce"]
+    client_nonce, server_nonce = request.nonce, seen["server_nonce"]
     with wire(session(SECRET, client_nonce, server_nonce)) as (raw, server):
         raw.sendall(seen["frame"])
         assert server.recv() == b"hello"
@@ -505,7 +418,7 @@ Forgery = Callable[[Request], Dict[str, str]]
 
 def _signed_for(secret: str, client_nonce: bytes, signed_nonce: bytes, sent_nonce: str) -> Forgery:
     def forge(request: Request) -> dict[str, str]:
-        nonce = request.client_nonce if client_nonce == b"" else client_nonce
+        nonce = request.nonce if client_nonce == b"" else client_nonce
         return {
             NONCE_HEADER: sent_nonce,
             SIGNATURE_HEADER: accept_signature(secret, nonce, signed_nonce),
@@ -525,13 +438,11 @@ FORGERIES: dict[str, Forgery] = {
     "another server nonce": _signed_for(SECRET, b"", b"\xee" * NONCE_SIZE, SERVER_NONCE.hex()),
     "short server nonce": _signed_for(SECRET, b"", SERVER_NONCE[:8], SERVER_NONCE[:8].hex()),
     "nonce not hex": _signed_for(SECRET, b"", b"", "zz" * NONCE_SIZE),
-    "no nonce": lambda request: {
-        SIGNATURE_HEADER: accept_signature(SECRET, request.client_nonce, b"")
-    },
+    "no nonce": lambda request: {SIGNATURE_HEADER: accept_signature(SECRET, request.nonce, b"")},
     "no signature": lambda request: {NONCE_HEADER: SERVER_NONCE.hex()},
     "the request's own signature": lambda request: {
         NONCE_HEADER: SERVER_NONCE.hex(),
-        SIGNATURE_HEADER: request.headers[SIGNATURE_HEADER.lower()],
+        SIGNATURE_HEADER: request.headers[SIGNATURE_HEADER],
     },
 }
 
@@ -549,19 +460,10 @@ def test_accept_without_the_secrets_signature_is_refused(forge: Forgery) -> None
         connect(fake.address, STREAM_PATH, SECRET, b"", WAIT)
 
 
-def reply_with(data: bytes) -> Answer:
-    """Return an answer that writes ``data`` and hangs up."""
-
-    def answer(conn: socket.socket, reader: io.BufferedReader, request: Request) -> None:
-        conn.sendall(data)
-
-    return answer
-
-
 def test_401_answer_is_an_auth_error() -> None:
     """A 401 answer (the server refused our signature) raises RpcAuthError."""
     answer = reply_with(answer_bytes("HTTP/1.0 401 Unauthorized", {"Content-Length": "0"}))
-    with FakeServer(answer) as fake, pytest.raises(RpcAuthError, match="refused our signature"):
+    with FakeServer(answer) as fake, pytest.raises(RpcAuthError, match="refused our request"):
         connect(fake.address, STREAM_PATH, SECRET, b"", WAIT)
 
 
@@ -619,16 +521,13 @@ def test_malformed_answers_raise_rpc_errors(data: bytes) -> None:
 
 
 # -- the server's handshake ----------------------------------------------------------
-def test_server_handshake_needs_a_nonce_and_answers_with_a_fresh_one() -> None:
-    """The server half refuses a request body too short for the client's nonce, hands on
-    what follows it, and accepts each stream with a fresh nonce of its own, signed by the
-    secret over both nonces."""
-    with pytest.raises(ValueError, match="starts with a nonce"):
-        ServerHandshake(SECRET, b"short")
+
+
+def test_server_handshake_answers_with_a_fresh_nonce_signed_over_both() -> None:
+    """The server half accepts each stream with a fresh nonce of its own, signed by the
+    secret over the client's nonce (the request's) and its own."""
     client_nonce = os.urandom(NONCE_SIZE)
-    handshakes = [ServerHandshake(SECRET, client_nonce + b"what for") for _ in range(2)]
-    assert [h.body for h in handshakes] == [b"what for"] * 2
-    answers = [dict(h.headers()) for h in handshakes]
+    answers = [dict(ServerHandshake(SECRET, client_nonce).headers()) for _ in range(2)]
     assert answers[0][NONCE_HEADER] != answers[1][NONCE_HEADER]
     for headers in answers:
         assert (headers["Connection"], headers["Upgrade"]) == ("Upgrade", PROTOCOL)
@@ -642,8 +541,8 @@ def test_the_two_halves_of_the_handshake_agree() -> None:
     the stream then exchange frames both ways under one session key."""
 
     def answer(conn: socket.socket, reader: io.BufferedReader, request: Request) -> None:
-        handshake = ServerHandshake(SECRET, request.body)
-        assert handshake.body == b"payload"
+        assert request.body == b"payload"
+        handshake = ServerHandshake(SECRET, request.nonce)
         conn.sendall(answer_bytes("HTTP/1.0 101 Switching Protocols", dict(handshake.headers())))
         channel = handshake.channel(conn, reader)
         assert channel.recv() == b"hello"
