@@ -117,3 +117,77 @@ def report_then_block(address: tuple[str, int]) -> None:
     with socket.create_connection(address, timeout=TASK_WAIT) as conn:
         conn.sendall(f"{os.getpid()}\n".encode())
     threading.Event().wait()
+
+
+def deeply_nested(depth: int = 5000) -> list[Any]:
+    """Return a list nested ``depth`` deep: too deep to pickle or print."""
+    nested: list[Any] = []
+    for _ in range(depth):
+        nested = [nested]
+    return nested
+
+
+class Poisonous(Exception):
+    """An exception that raises when pickled and when printed."""
+
+    def __reduce__(self) -> Any:
+        raise RuntimeError("no pickling me")
+
+    def __str__(self) -> str:
+        raise RuntimeError("no printing me")
+
+    def __repr__(self) -> str:
+        raise RuntimeError("no repr either")
+
+
+class Exiting(Exception):
+    """An exception whose pickling raises SystemExit, and whose text does too."""
+
+    def __reduce__(self) -> Any:
+        raise SystemExit(3)
+
+    def __str__(self) -> str:
+        raise SystemExit(4)
+
+
+class UnsendableResult:
+    """A result whose pickling raises an exception that cannot be printed."""
+
+    def __reduce__(self) -> Any:
+        raise Poisonous()
+
+
+class ExitsWhenUnpickled:
+    """A result that pickles fine, and whose unpickling raises SystemExit."""
+
+    def __reduce__(self) -> Any:
+        return (_exit_when_unpickled, ())
+
+
+def _exit_when_unpickled() -> None:
+    raise SystemExit("unpickled")
+
+
+def raise_deeply_nested() -> None:
+    """Raise a ValueError holding a list nested 5,000 deep."""
+    raise ValueError(deeply_nested())
+
+
+def raise_poisonous() -> None:
+    """Raise an exception that can be neither pickled nor printed."""
+    raise Poisonous()
+
+
+def raise_exiting() -> None:
+    """Raise an exception whose pickling and printing raise SystemExit."""
+    raise Exiting()
+
+
+def return_unsendable() -> UnsendableResult:
+    """Return a result whose pickling raises an unprintable exception."""
+    return UnsendableResult()
+
+
+def return_exits_when_unpickled() -> ExitsWhenUnpickled:
+    """Return a result that raises SystemExit where it is unpickled."""
+    return ExitsWhenUnpickled()

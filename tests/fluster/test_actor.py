@@ -123,6 +123,35 @@ def test_actor_client_timeout(actor_server: tuple[ActorServer, Calculator]) -> N
     assert ActorClient(server.address, "calc", secret=SECRET).call("add", 1, 1) == 2
 
 
+def test_fifty_concurrent_callers_are_all_served(
+    actor_server: tuple[ActorServer, Calculator],
+) -> None:
+    """50 threads making 10 calls each, all at once, each on its own connection: every call
+    is answered (the listen backlog fits them all; none is reset)."""
+    server, _ = actor_server
+    client = ActorClient(server.address, "calc", secret=SECRET, timeout=WAIT)
+    start = threading.Barrier(50)
+    results: List[int] = []
+    errors: List[BaseException] = []
+
+    def caller(base: int) -> None:
+        try:
+            start.wait(WAIT)
+            for index in range(10):
+                results.append(client.call("add", base, index))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=caller, args=(base * 10,)) for base in range(50)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(WAIT)
+        assert not thread.is_alive()
+    assert errors == []
+    assert sorted(results) == list(range(500))
+
+
 def test_actor_methods_run_in_server_creators_context() -> None:
     """Calls run on ContextThreads in a copy of the context the server was made in."""
     var: contextvars.ContextVar[str] = contextvars.ContextVar("actor_var", default="unset")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pickle
 import threading
+from typing import Any
 
 import pytest
 
@@ -97,3 +98,48 @@ def test_remote_errors_survive_plain_pickle() -> None:
         "Traceback ...",
     )
     assert pickle.loads(pickle.dumps(RemoteTraceback("text"))).text == "text"
+
+
+def raised_by(fn: Any) -> BaseException:
+    """Return what ``fn()`` raises."""
+    try:
+        fn()
+    except BaseException as exc:
+        return exc
+    raise AssertionError(f"{fn} raised nothing")
+
+
+@pytest.mark.parametrize(
+    ("fn", "type_name", "message"),
+    [
+        (tasks.raise_deeply_nested, "ValueError", "([[[[...]]]],)"),
+        (tasks.raise_poisonous, "Poisonous", "()"),
+        (tasks.raise_exiting, "Exiting", "()"),
+    ],
+)
+@pytest.mark.parametrize("max_size", [None, 600, 10])
+def test_an_exception_always_becomes_an_error_reply(
+    fn: Any, type_name: str, message: str, max_size: Any
+) -> None:
+    """An exception that pickles or prints to a RecursionError, or whose __reduce__ and
+    __str__ raise (SystemExit too), still encodes, within max_size if it can: a RemoteError
+    naming its type with a bounded text of its arguments, else one saying it could not be
+    sent. encode_error() never raises."""
+    body = encode_error(raised_by(fn), max_size)
+    ok, error = decode_reply(body)
+    assert not ok
+    assert isinstance(error, RemoteError)
+    if max_size is None or max_size >= 600:
+        assert (error.type_name, error.message) == (type_name, message)
+        assert max_size is None or len(body) <= max_size
+    else:
+        assert "too large to send" in str(error)
+
+
+def test_a_result_that_cannot_be_sent_becomes_an_error_reply() -> None:
+    """A result whose pickling raises an unprintable exception is a TypeError naming the
+    source and the exception's type; encode_result() never raises."""
+    ok, error = decode_reply(encode_result(tasks.UnsendableResult(), tasks.return_unsendable))
+    assert not ok
+    assert isinstance(error, TypeError)
+    assert str(error) == "the result of return_unsendable() cannot be sent: Poisonous"

@@ -10,6 +10,7 @@ import concurrent.futures
 import os
 import queue
 import signal
+import sys
 import threading
 from typing import Any, Mapping, Sequence
 
@@ -29,7 +30,7 @@ from contextthreads.fluster import (
 from contextthreads.fluster._pool_types import Task
 
 from . import tasks
-from .pools import UNSENDABLE, detail_for_pid, make_pool
+from .pools import UNSENDABLE, detail_for_pid, make_pool, queue_behind_busy
 from .support import PLAIN_THREADS_INHERIT, WAIT, Gate, LogWatcher, pid_alive
 
 pytest.importorskip("cloudpickle")
@@ -297,5 +298,39 @@ def test_tasks_for_a_dead_worker_are_never_lost(gate: Gate, watch_log: Any) -> N
             assert {f.result(WAIT) for f in futures} == {busy}
             status = pool.status()
             assert (status.tasks_completed, status.tasks_failed) == (7, 0)
+        finally:
+            pool.shutdown(wait=True)
+
+
+class NeverRegistersLauncher(LocalProcessLauncher):
+    """Launch each pool's worker 0 as a process that never registers, the others as usual."""
+
+    def launch(self, job_id: str, command: Sequence[str], env: Mapping[str, str]) -> JobHandle:
+        if job_id.endswith("-0"):
+            command = [sys.executable, "-c", "import threading; threading.Event().wait()"]
+        return super().launch(job_id, command, env)
+
+
+def test_a_worker_that_never_registers_fails_at_its_deadline(gate: Gate) -> None:
+    """A worker that never registers is FAILED once registration_timeout has passed, and its
+    job stopped; with the other worker killed, every queued future ends (PoolBrokenError
+    naming both failures) instead of waiting for a worker that will never come."""
+    with LocalCluster(launcher=NeverRegistersLauncher()) as cluster:
+        config = WorkerPoolConfig(num_workers=2, registration_timeout=2.0)
+        pool = make_pool(cluster, "job-silent", config)
+        try:
+            gated = pool.submit(tasks.report_and_wait, gate.address)
+            pid = gate.arrive()
+            queued = queue_behind_busy(pool, 5)
+            gate.kill(pid)
+            with pytest.raises(WorkerFailedError):
+                gated.result(WAIT)
+            for future in queued:
+                with pytest.raises(PoolBrokenError, match=r"did not register within 2\.0s"):
+                    future.result(WAIT)
+            silent, killed = pool.status().worker_details
+            assert (silent["status"], silent["error"]) == ("FAILED", "did not register within 2.0s")
+            assert killed["pid"] == pid
+            assert cluster.client().wait(silent["job_id"], WAIT) is not None
         finally:
             pool.shutdown(wait=True)

@@ -11,8 +11,9 @@ import contextvars
 import http.client
 import os
 import threading
+import time
 import urllib.parse
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, List, Tuple
 
 import pytest
 
@@ -112,6 +113,64 @@ def test_user_exceptions_keep_type_and_message(shared: WorkerPool) -> None:
     after = shared.status()
     assert after.tasks_failed == before.tasks_failed + 3
     assert after.workers_failed == 0
+
+
+POISONS: List[Tuple[Callable[[], Any], type, str]] = [
+    (tasks.raise_deeply_nested, RemoteError, r"ValueError: \(\[\[\[\["),
+    (tasks.raise_poisonous, RemoteError, "Poisonous"),
+    (tasks.raise_exiting, RemoteError, "Exiting"),
+    (tasks.return_unsendable, TypeError, r"return_unsendable\(\) cannot be sent: Poisonous"),
+    (tasks.return_exits_when_unpickled, SystemExit, "unpickled"),
+]
+
+
+def test_nothing_a_task_raises_or_returns_costs_a_worker(shared: WorkerPool) -> None:
+    """A task's exception that can be neither pickled nor printed (a 5,000-deep list inside;
+    __reduce__ and __str__ raising, even SystemExit), or a result that cannot be pickled, or
+    one that raises SystemExit where it is unpickled, ends that task's future with an error
+    of its own, once: no worker fails, none is replaced, the pool goes on."""
+    before = shared.status()
+    for fn, error, text in POISONS:
+        with pytest.raises(error, match=text):
+            shared.submit(fn).result(WAIT)
+    after = shared.status()
+    assert (after.workers_failed, after.tasks_failed) == (0, before.tasks_failed + len(POISONS))
+    assert worker_pids(after) == worker_pids(before)
+    assert shared.submit(tasks.square, 7).result(WAIT) == 49
+
+
+def test_a_slow_callback_holds_up_no_task(cluster: LocalCluster) -> None:
+    """A done-callback that blocks runs on the pool's callback thread, in the context it was
+    added in: while it blocks, longer than the pool's timeout, the next tasks are answered
+    and no worker fails; callbacks queued behind it run in turn, and shutdown(wait=True)
+    returns only once they have."""
+    var: contextvars.ContextVar[str] = contextvars.ContextVar("callback_var", default="unset")
+    pool = make_pool(cluster, "job-callback", WorkerPoolConfig(num_workers=1), timeout=1.0)
+    entered, release = threading.Event(), threading.Event()
+    seen: List[Tuple[str, str]] = []
+
+    def slow(future: concurrent.futures.Future[int]) -> None:
+        seen.append((threading.current_thread().name, var.get()))
+        entered.set()
+        release.wait(WAIT)
+
+    try:
+        var.set("adder's")
+        first = pool.submit(tasks.square, 2)
+        first.add_done_callback(slow)
+        assert entered.wait(WAIT)
+        started = time.monotonic()
+        while time.monotonic() - started < 2.0:  # twice the timeout, the callback blocked
+            assert pool.submit(tasks.square, 3).result(WAIT) == 9
+        status = pool.status()
+        assert (status.workers_failed, status.tasks_failed) == (0, 0)
+        later = pool.submit(tasks.square, 5)
+        later.add_done_callback(lambda future: seen.append(("later", str(future.result()))))
+        release.set()
+    finally:
+        release.set()
+        pool.shutdown(wait=True)
+    assert seen == [(f"fluster-callbacks-{pool.pool_id}", "adder's"), ("later", "25")]
 
 
 def test_unserializable_input_raises_at_submit(shared: WorkerPool) -> None:

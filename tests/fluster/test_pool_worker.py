@@ -12,7 +12,7 @@ from typing import Any, Iterator
 import pytest
 
 from contextthreads import ContextThread
-from contextthreads.fluster import FrameChannel, _pickle
+from contextthreads.fluster import FrameChannel, RemoteError, _pickle
 from contextthreads.fluster._codec import decode_reply, encode_task
 from contextthreads.fluster._pool_worker import _TaskExecutor, worker_actor_name
 
@@ -80,6 +80,21 @@ def test_a_task_that_does_not_decode_fails_alone() -> None:
         assert not ok
         assert isinstance(error, Exception)
         assert run(channel, encode_task(tasks.square, (4,), {}, (), 1 << 20)) == (True, 16)
+
+
+def test_no_task_can_break_the_stream() -> None:
+    """Tasks whose exceptions cannot be pickled or printed, or whose results cannot be
+    pickled, each get an error reply of their own, and the stream serves the next task."""
+    limit = 1 << 20
+    with executor() as channel:
+        for fn in (tasks.raise_deeply_nested, tasks.raise_poisonous, tasks.raise_exiting):
+            ok, error = run(channel, encode_task(fn, (), {}, (), limit))
+            assert not ok
+            assert isinstance(error, RemoteError)
+        ok, error = run(channel, encode_task(tasks.return_unsendable, (), {}, (), limit))
+        assert not ok
+        assert isinstance(error, TypeError)
+        assert run(channel, encode_task(tasks.square, (5,), {}, (), limit)) == (True, 25)
 
 
 def test_worker_actor_names_are_per_pool_and_index() -> None:
