@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Callable, ClassVar
 from .._thread import ContextThread
 from ._actor import ActorClient
 from ._codec import decode_reply
-from ._pool_state import STOP, PoolState
-from ._pool_types import Task, Worker
+from ._pool_state import PoolState
+from ._pool_types import STOP, Task, Worker
 from ._wire import RpcConnectionError, RpcError, as_rpc_error
 
 if TYPE_CHECKING:

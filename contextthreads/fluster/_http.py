@@ -7,14 +7,13 @@ the body's length and digest, a timestamp and a nonce, so the server checks
 it, then the clock window and the nonce (``ReplayGuard``), before reading a
 byte of the body. Unsigned, forged, misdirected, stale and replayed requests
 get 401 and the connection is closed. At most ``max_pending`` connections may
-be at that stage at once; a new one beyond that drops the oldest. Replies are
+be at that stage at once (``Admission``); a new one beyond that drops the oldest. Replies are
 signed for the request they answer. A signed request may instead upgrade its
 connection to a frame stream (``_stream``).
 """
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
 import hashlib
 import logging
@@ -26,6 +25,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Tuple, TypeVar, Union
 
 from .._thread import ContextThread
+from ._admission import Admission
 from ._deadline import Deadline, GuardedReader, buffered, keep_alive, tls_handshake
 from ._replay import ReplayGuard
 from ._stream import FrameChannel, ServerHandshake
@@ -132,7 +132,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._refuse(401, refusal)
             return
         self._nonce = head.nonce
-        if not server.authenticated(self.request):
+        if not server.admission.proved(self.request):
             return  # dropped meanwhile, to make room for newer connections
         self._raw.release()
         self.connection.settimeout(self.timeout)
@@ -238,10 +238,7 @@ class SignedServer(ThreadingHTTPServer):
         self._base_context = contextvars.copy_context()
         self._thread: threading.Thread | None = None
         self._closed = False
-        # Connections whose head has not proved itself yet, and whose thread is still
-        # running, oldest first: each holds one of max_pending slots. True once dropped.
-        self._pending: dict[socket.socket, bool] = {}
-        self._slots = threading.Condition(threading.Lock())
+        self.admission = Admission(self.max_pending)
         super().__init__((host, port), _Handler)
         self.address = self.url(advertise_host)
         names = {self.address, self.url()}
@@ -277,7 +274,7 @@ class SignedServer(ThreadingHTTPServer):
             except OSError:
                 self.shutdown_request(request)
                 return
-        if not self._take_slot(request):
+        if not self.admission.admit(request):
             logger.warning("%s: no room for another connection; refused one", self.name)
             self.shutdown_request(request)
             return
@@ -290,35 +287,8 @@ class SignedServer(ThreadingHTTPServer):
         )
         thread.start()
 
-    def _take_slot(self, request: socket.socket) -> bool:
-        # Room for one more unproved connection: when all are taken, drop the oldest, and
-        # wait for its thread to let go. Its reads end at once: a bounded wait.
-        victim = None
-        with self._slots:
-            if len(self._pending) >= self.max_pending:
-                victim = next((sock for sock, gone in self._pending.items() if not gone), None)
-                if victim is not None:
-                    self._pending[victim] = True
-        if victim is not None:
-            logger.debug("%s: too many connections without a request; dropping one", self.name)
-            _hang_up(victim)
-        with self._slots:
-            if not self._slots.wait_for(lambda: len(self._pending) < self.max_pending, 1.0):
-                return False
-            self._pending[request] = False
-            return True
-
-    def authenticated(self, request: socket.socket) -> bool:
-        """Let go of ``request``'s slot; return False if it was dropped before it proved itself."""
-        with self._slots:
-            dropped = self._pending.pop(request, True)
-            self._slots.notify_all()
-        return not dropped
-
     def shutdown_request(self, request: Any) -> None:
-        with self._slots:
-            if self._pending.pop(request, None) is not None:
-                self._slots.notify_all()
+        self.admission.release(request)
         super().shutdown_request(request)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
@@ -343,13 +313,6 @@ class SignedServer(ThreadingHTTPServer):
             self.shutdown()
             self._thread.join(5)
         self.server_close()
-
-
-def _hang_up(sock: socket.socket) -> None:
-    # Wakes the thread reading it. The plain socket's call, even under TLS: TLS would
-    # write an alert, racing that thread.
-    with contextlib.suppress(OSError):
-        socket.socket.shutdown(sock, socket.SHUT_RDWR)
 
 
 _Service = TypeVar("_Service", bound="SignedService")

@@ -14,7 +14,6 @@ the lock (a ``Settlement``), since settling one may run its callbacks.
 from __future__ import annotations
 
 import collections
-import enum
 import itertools
 import threading
 import time
@@ -22,9 +21,12 @@ from concurrent.futures import Future
 from typing import Any, Callable
 
 from ._pool_types import (
+    STOP,
     PoolBrokenError,
+    PoolPhase,
     PoolStatus,
     Settlement,
+    Stop,
     Task,
     Worker,
     WorkerStatus,
@@ -34,26 +36,7 @@ from ._pool_types import (
     shutdown_error,
 )
 
-__all__ = ("STOP", "PoolPhase", "PoolState", "Stop")
-
-
-class PoolPhase(enum.Enum):
-    """Where a pool is in its life."""
-
-    NEW = "new"
-    STARTING = "starting"  # launching its worker jobs
-    RUNNING = "running"  # accepting tasks
-    SHUTDOWN = "shutdown"  # accepting none; the queue drains unless cancelled
-    STOPPED = "stopped"  # dispatchers stop; whatever is left has been settled
-
-
-class Stop(enum.Enum):
-    """What ``PoolState.next_task()`` returns to a dispatcher that must stop."""
-
-    STOP = "STOP"
-
-
-STOP = Stop.STOP
+__all__ = ("PoolState",)
 
 
 class PoolState:

@@ -1,4 +1,4 @@
-"""What a WorkerPool is made of and what it reports: tasks, workers, status, errors.
+"""What a WorkerPool is made of and what it reports: phases, tasks, workers, status, errors.
 
 Plain records. ``PoolState`` (``_pool_state``) makes every change to them.
 """
@@ -12,10 +12,13 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 __all__ = (
+    "STOP",
     "PoolBrokenError",
+    "PoolPhase",
     "PoolShutdownError",
     "PoolStatus",
     "Settlement",
+    "Stop",
     "Task",
     "Worker",
     "WorkerFailedError",
@@ -25,6 +28,25 @@ __all__ = (
     "pool_status",
     "shutdown_error",
 )
+
+
+class PoolPhase(enum.Enum):
+    """Where a pool is in its life."""
+
+    NEW = "new"
+    STARTING = "starting"  # launching its worker jobs
+    RUNNING = "running"  # accepting tasks
+    SHUTDOWN = "shutdown"  # accepting none; the queue drains unless cancelled
+    STOPPED = "stopped"  # dispatchers stop; whatever is left has been settled
+
+
+class Stop(enum.Enum):
+    """What ``PoolState.next_task()`` returns to a dispatcher that must stop."""
+
+    STOP = "STOP"
+
+
+STOP = Stop.STOP
 
 
 class WorkerStatus(enum.Enum):

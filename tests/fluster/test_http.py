@@ -260,10 +260,10 @@ def wait_for_hang_up(sock: socket.socket, timeout: float) -> bool:
 
 
 def small_server(**limits: float) -> SignedServer:
-    """Return a started SignedServer answering pings with 200, with its limits changed."""
-    server = SignedServer("127.0.0.1", 0, SECRET, lambda method, path, body: (200, b"pong"), "t")
-    for name, value in limits.items():
-        setattr(server, name, value)
+    """Return a started SignedServer answering every request with 200 "pong", its class's
+    limits (head_timeout, max_pending) changed."""
+    limited = type("LimitedServer", (SignedServer,), limits)
+    server = limited("127.0.0.1", 0, SECRET, lambda method, path, body: (200, b"pong"), "t")
     server.start()
     return server
 

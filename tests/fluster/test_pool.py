@@ -125,7 +125,7 @@ POISONS: List[Tuple[Callable[[], Any], type, str]] = [
 
 
 def test_nothing_a_task_raises_or_returns_costs_a_worker(shared: WorkerPool) -> None:
-    """A task's exception that can be neither pickled nor printed (a 5,000-deep list inside;
+    """A task's exception that can be neither pickled nor printed (a 100,000-deep list inside;
     __reduce__ and __str__ raising, even SystemExit), or a result that cannot be pickled, or
     one that raises SystemExit where it is unpickled, ends that task's future with an error
     of its own, once: no worker fails, none is replaced, the pool goes on."""

@@ -23,8 +23,8 @@ from contextthreads.fluster import (
     WorkerFailedError,
     WorkerStatus,
 )
-from contextthreads.fluster._pool_state import STOP, PoolPhase, PoolState
-from contextthreads.fluster._pool_types import Task, Worker
+from contextthreads.fluster._pool_state import PoolState
+from contextthreads.fluster._pool_types import STOP, PoolPhase, Task, Worker
 
 SMALL, LARGE = b"s" * 8, b"L" * 64
 #: The registration deadline of the pools here: workers are added at time 0.
