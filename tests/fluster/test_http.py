@@ -262,7 +262,7 @@ def wait_for_hang_up(sock: socket.socket, timeout: float) -> bool:
 def small_server(**limits: float) -> SignedServer:
     """Return a started SignedServer answering every request with 200 "pong", its class's
     limits (head_timeout, max_pending) changed."""
-    limited = type("LimitedServer", (SignedServer,), limits)
+    limited: type[SignedServer] = type("LimitedServer", (SignedServer,), limits)
     server = limited("127.0.0.1", 0, SECRET, lambda method, path, body: (200, b"pong"), "t")
     server.start()
     return server
