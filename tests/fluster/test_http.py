@@ -378,6 +378,42 @@ def test_refused_stream_requests(echo_server: tuple[ActorServer, Echo], tmp_path
     assert echo.ended.empty()
 
 
+@pytest.fixture(scope="module")
+def fuzzed_echo() -> Iterator[tuple[ActorServer, Echo]]:
+    """An ActorServer hosting an Echo as "echoer", for the whole module."""
+    echo = Echo()
+    with ActorServer(SECRET) as server:
+        server.register("echoer", echo)
+        yield server, echo
+
+
+@given(data=st.one_of(st.binary(max_size=4096), st.binary(min_size=36, max_size=200)))
+def test_arbitrary_frames_end_the_stream_and_nothing_else(
+    fuzzed_echo: tuple[ActorServer, Echo], data: bytes
+) -> None:
+    """Whatever bytes follow an accepted stream handshake, they are refused as frames: the
+    stream method ends with RpcAuthError or RpcProtocolError (or returns, for no bytes at
+    all), nothing is echoed back, and the server goes on opening streams."""
+    server, echo = fuzzed_echo
+    body = _pickle.dumps(("echoer", "echo"))
+    captured, _ = signed(server.address, STREAM_PATH, body, upgrade=PROTOCOL)
+    with connect_to(server.address) as sock:
+        sock.sendall(captured)
+        with sock.makefile("rb") as reader:
+            assert reader.readline(65537).split()[1] == b"101"
+            http.client.parse_headers(reader)
+            sock.sendall(data)
+            sock.shutdown(socket.SHUT_WR)
+            assert reader.read() == b""
+    ended = echo.ended.get(timeout=WAIT)
+    assert ended in (("RpcAuthError", "RpcProtocolError") if data else ("returned",))
+    client = ActorClient(server.address, "echoer", secret=SECRET, timeout=WAIT)
+    with contextlib.closing(client.stream("echo")) as channel:
+        channel.send(b"still serving")
+        assert channel.recv() == b"still serving"
+    assert echo.ended.get(timeout=WAIT) == "returned"
+
+
 def test_controller_has_no_streams() -> None:
     """A Controller serves no streams: a signed stream request gets a 404, RpcProtocolError."""
     with Controller(SECRET) as controller:
