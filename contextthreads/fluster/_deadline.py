@@ -26,7 +26,7 @@ __all__ = (
     "tls_handshake",
 )
 
-#: Bytes the buffered reader on a connection asks the socket for at once.
+#: Bytes a client's buffered reader asks the socket for at once (a server's: 8 KiB).
 READ_BUFFER = 64 * 1024
 
 
@@ -90,9 +90,9 @@ class GuardedReader(io.RawIOBase):
         self.budget = None
 
 
-def buffered(raw: GuardedReader) -> io.BufferedReader:
-    """Return a buffered reader over ``raw``."""
-    return io.BufferedReader(cast(io.RawIOBase, raw), READ_BUFFER)
+def buffered(raw: GuardedReader, size: int = READ_BUFFER) -> io.BufferedReader:
+    """Return a reader over ``raw`` buffering ``size`` bytes."""
+    return io.BufferedReader(cast(io.RawIOBase, raw), size)
 
 
 def keep_alive(sock: socket.socket) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextvars
 import hashlib
+import io
 import logging
 import socket
 import ssl
@@ -85,7 +86,8 @@ class _Handler(BaseHTTPRequestHandler):
             tls_handshake(self.connection, deadline)
         self.rfile.close()
         self._raw = GuardedReader(self.connection, deadline, MAX_HEAD)
-        self.rfile = buffered(self._raw)
+        # The stdlib's 8 KiB, not a client's 64: it counts against every waiting connection.
+        self.rfile = buffered(self._raw, io.DEFAULT_BUFFER_SIZE)
         self._nonce = b""
 
     def __getattr__(self, name: str) -> Any:

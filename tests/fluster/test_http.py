@@ -306,6 +306,17 @@ def test_connections_waiting_for_their_head_are_capped() -> None:
 # -- stream handshakes ---------------------------------------------------------
 
 
+@pytest.fixture(scope="module")
+def fuzzed() -> Iterator[tuple[ActorServer, Echo]]:
+    """An ActorServer for arbitrary bytes, hosting an Account as "bank" and an Echo as
+    "echoer", for the whole module."""
+    echo = Echo()
+    with ActorServer(SECRET) as server:
+        server.register("bank", Account())
+        server.register("echoer", echo)
+        yield server, echo
+
+
 def test_server_signs_its_acceptance_and_drops_a_stream_on_a_forged_frame(
     echo_server: tuple[ActorServer, Echo], watch_log: Callable[[str], LogWatcher]
 ) -> None:
@@ -378,23 +389,14 @@ def test_refused_stream_requests(echo_server: tuple[ActorServer, Echo], tmp_path
     assert echo.ended.empty()
 
 
-@pytest.fixture(scope="module")
-def fuzzed_echo() -> Iterator[tuple[ActorServer, Echo]]:
-    """An ActorServer hosting an Echo as "echoer", for the whole module."""
-    echo = Echo()
-    with ActorServer(SECRET) as server:
-        server.register("echoer", echo)
-        yield server, echo
-
-
 @given(data=st.one_of(st.binary(max_size=4096), st.binary(min_size=36, max_size=200)))
 def test_arbitrary_frames_end_the_stream_and_nothing_else(
-    fuzzed_echo: tuple[ActorServer, Echo], data: bytes
+    fuzzed: tuple[ActorServer, Echo], data: bytes
 ) -> None:
     """Whatever bytes follow an accepted stream handshake, they are refused as frames: the
     stream method ends with RpcAuthError or RpcProtocolError (or returns, for no bytes at
     all), nothing is echoed back, and the server goes on opening streams."""
-    server, echo = fuzzed_echo
+    server, echo = fuzzed
     body = _pickle.dumps(("echoer", "echo"))
     captured, _ = signed(server.address, STREAM_PATH, body, upgrade=PROTOCOL)
     with connect_to(server.address) as sock:
@@ -439,14 +441,6 @@ def mutated_heads() -> st.SearchStrategy[bytes]:
     )
 
 
-@pytest.fixture(scope="module")
-def fuzzed() -> Iterator[ActorServer]:
-    """An ActorServer for arbitrary bytes, hosting an Account as "bank"."""
-    with ActorServer(SECRET) as server:
-        server.register("bank", Account())
-        yield server
-
-
 @given(
     data=st.one_of(
         st.binary(max_size=4096),
@@ -454,11 +448,12 @@ def fuzzed() -> Iterator[ActorServer]:
         mutated_heads(),
     )
 )
-def test_arbitrary_bytes_get_a_clean_refusal(fuzzed: ActorServer, data: bytes) -> None:
+def test_arbitrary_bytes_get_a_clean_refusal(fuzzed: tuple[ActorServer, Echo], data: bytes) -> None:
     """Whatever bytes a connection sends, the server answers with an error status (4xx or
     5xx, never success or a stream) or hangs up, within bounded time, and goes on serving
     signed calls."""
-    with connect_to(fuzzed.address) as sock:
+    server, _ = fuzzed
+    with connect_to(server.address) as sock:
         sock.sendall(data)
         sock.shutdown(socket.SHUT_WR)
         answer = b""
@@ -468,7 +463,7 @@ def test_arbitrary_bytes_get_a_clean_refusal(fuzzed: ActorServer, data: bytes) -
         status_line = answer.split(b"\r\n", 1)[0].split()
         assert status_line[0].startswith(b"HTTP/")
         assert 400 <= int(status_line[1]) < 600
-    assert ActorClient(fuzzed.address, "bank", secret=SECRET, timeout=WAIT).call("add", 2, 2) == 4
+    assert ActorClient(server.address, "bank", secret=SECRET, timeout=WAIT).call("add", 2, 2) == 4
 
 
 # -- memory -------------------------------------------------------------------------
