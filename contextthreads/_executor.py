@@ -9,6 +9,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, Iterator
 
 from ._bind import _in_copies_of
+from ._patching import wrapper_chain
 
 if TYPE_CHECKING:
     from ._typing import P, T
@@ -121,11 +122,7 @@ else:
         # a wrapper installed before this import (Sentry's, by sentry_sdk.init())
         # must not be taken for the stdlib's submit(), or our copy of it would
         # skip the wrapper. None if some wrapper hides what it wraps.
-        for _ in range(100):
-            wrapped = getattr(function, "__wrapped__", None)
-            if wrapped is None:
-                break
-            function = wrapped
+        function = wrapper_chain(function)[-1]
         own = getattr(function, "__globals__", None) is vars(_stdlib_thread)
         return function if own else None
 

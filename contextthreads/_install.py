@@ -10,16 +10,14 @@ up and tears them down. Two rules keep us out of their way:
   sets up around ``run`` or the submitted callable (Sentry's scope fork,
   OpenTelemetry's attach) then runs inside the copy, so it is what the work sees,
   and what the work writes stays in it, whichever was installed first.
-- Only ``Thread.start`` is also wrapped by others. A patch of ours goes beneath a
-  wrapt proxy (OpenTelemetry's), so that the proxy's owner can unwrap it as usual,
-  and comes out of whatever wraps it when removed; one that a plain function
-  wrapper captured is left there, passing calls through, and leaves by itself
-  once it is back in the class (see ``_settle``).
+- Only ``Thread.start`` is also wrapped by others. ``_patching`` puts ours beneath
+  their wrapt proxies and takes it out from beneath them; one that a plain
+  function wrapper captured is left there, passing calls through, and leaves by
+  itself once it is back in the class (see ``_settle``).
 """
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import contextvars
 import functools
@@ -27,12 +25,23 @@ import logging
 import os
 import sys
 import threading
-import types
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, NamedTuple
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 from . import _inherit
 from ._executor import ContextThreadPoolExecutor, _map_in
+from ._patching import (
+    Patch,
+    Switch,
+    apply,
+    call_as_attribute,
+    holder_of,
+    insertion_point,
+    leftover_note,
+    remove,
+    subclasses,
+    wrapper_chain,
+)
 
 __all__ = ("install", "installed", "is_installed", "uninstall")
 
@@ -42,40 +51,21 @@ if TYPE_CHECKING:
     from typing_extensions import TypeAlias
 
     Vars: TypeAlias = frozenset[contextvars.ContextVar[Any]]
-    Make: TypeAlias = Callable[[Any, "_Switch"], Any]
+
+    from ._patching import Make
 
 _context_run: Callable[..., Any] = contextvars.Context.run
 _partial = functools.partial
 _MISSING: Any = object()
 
 
-class _Switch:
-    """Whether the patches of one install are on. Each install makes its own.
-
-    A patch left behind by an uninstall (see ``_settle``) keeps its switch,
-    turned off, for good: a later install cannot wake it.
-    """
-
-    __slots__ = ("on",)
-
-    def __init__(self) -> None:
-        self.on = True
-
-
-class _Patch(NamedTuple):
-    cls: type
-    name: str
-    original: Any  # what ours calls: the raw attribute it stands in for, or _MISSING
-    replacement: Any
-
-
 _lock = threading.Lock()
 _explicit = False  # install() called and not yet undone by uninstall()
 _blocks = 0  # installed() blocks currently open
-_applied: list[_Patch] = []
-_switch: _Switch | None = None  # the patches in effect; None when not installed
+_applied: list[Patch] = []
+_switch: Switch | None = None  # the patches in effect; None when not installed
 # Patches an uninstall could not reach, by replacement; they pass calls through.
-_leftovers: dict[Any, _Patch] = {}
+_leftovers: dict[Any, Patch] = {}
 # Read without the lock by the patched functions: written only under it.
 _only: Vars | None = None
 
@@ -110,163 +100,10 @@ def _capture() -> contextvars.Context:
     return context
 
 
-# --------------------------------------------------------------------------
-# Where a patch goes, and how it comes out again
-
-
-def _is_proxy(value: object) -> bool:
-    # wrapt's proxies (OpenTelemetry's wrap_function_wrapper, New Relic's...)
-    # let what they wrap be replaced, and their owners unwrap them by putting
-    # __wrapped__ back in the class. No wrapt imported, no wrapt proxy exists.
-    wrapt = sys.modules.get("wrapt")
-    if wrapt is None:
-        return False
-    base = getattr(wrapt, "BaseObjectProxy", None) or getattr(wrapt, "ObjectProxy", None)
-    return base is not None and isinstance(value, base)
-
-
-def _chain(value: Any) -> list[Any]:
-    # A value and what it wraps, down a chain of wrappers that say (functools.wraps, wrapt).
-    chain = [value]
-    for _ in range(100):
-        value = getattr(value, "__wrapped__", _MISSING)
-        if value is _MISSING:
-            break
-        chain.append(value)
-    return chain
-
-
-def _inherited(cls: type, name: str) -> Any:
-    return next((vars(k)[name] for k in cls.__mro__[1:] if name in vars(k)), _MISSING)
-
-
-def _call_as_attribute(raw: Any) -> Callable[..., Any]:
-    """Return a function of ``(instance, *args)`` calling ``raw`` as attribute access would."""
-    if type(raw) is types.FunctionType:
-        return raw
-    if getattr(type(raw), "__get__", None) is None:
-        return lambda instance, /, *args, **kwargs: raw(*args, **kwargs)
-
-    # A wrapt FunctionWrapper, a partialmethod, any other descriptor: bind it.
-    def call(instance: Any, /, *args: Any, **kwargs: Any) -> Any:
-        return raw.__get__(instance, type(instance))(*args, **kwargs)
-
-    return call
-
-
-def _insertion_point(cls: type, name: str) -> tuple[Any, Any]:
-    """Return where a patch of ``cls.name`` goes, and what it then wraps.
-
-    The holder is the deepest wrapt proxy in the class's own attribute, whose
-    ``__wrapped__`` ours replaces, or None for the class itself. An inherited
-    attribute, proxy or not, is its class's: ours shadows it.
-    """
-    holder = None
-    target = cls.__dict__.get(name, _MISSING)
-    if target is _MISSING:
-        return None, _inherited(cls, name)
-    while _is_proxy(target):
-        holder, target = target, target.__wrapped__
-    return holder, target
-
-
-def _apply(cls: type, name: str, make: Make, switch: _Switch) -> _Patch:
-    holder, target = _insertion_point(cls, name)
-    replacement = make(target, switch)
-    if holder is None:
-        setattr(cls, name, replacement)
-    else:
-        holder.__wrapped__ = replacement
-    return _Patch(cls, name, target, replacement)
-
-
-def _subclasses(cls: type) -> list[type]:
-    # Breadth first: a class comes after the classes it derives from through cls.
-    found: list[type] = []
-    seen = {id(cls)}
-    todo: collections.deque[type] = collections.deque(type.__subclasses__(cls))
-    while todo:
-        sub = todo.popleft()
-        if id(sub) not in seen:
-            seen.add(id(sub))
-            found.append(sub)
-            todo.extend(type.__subclasses__(sub))
-    return found
-
-
-def _holder(patch: _Patch, cls: type) -> Any:
-    """Return ``cls`` if ours is its attribute, the proxy whose ``__wrapped__`` it is, or None."""
-    outer = cls.__dict__.get(patch.name, _MISSING)
-    if outer is patch.replacement:
-        return cls
-    while _is_proxy(outer):
-        inner = outer.__wrapped__
-        if inner is patch.replacement:
-            return outer
-        outer = inner
-    return None
-
-
-def _take_out(patch: _Patch, cls: type) -> bool:
-    holder = _holder(patch, cls)
-    if holder is None:
-        return False
-    if holder is not cls:
-        holder.__wrapped__ = patch.original
-    elif _inherited(cls, patch.name) is patch.original:
-        # The class had no attribute of its own, or one a proxy's owner just put back.
-        delattr(cls, patch.name)
-    else:
-        setattr(cls, patch.name, patch.original)
-    return True
-
-
-def _remove(patch: _Patch) -> bool:
-    """Take ``patch`` out wherever it now sits; False if something out of our reach holds it."""
-    if not _take_out(patch, patch.cls):
-        return False
-    # Copies of ours a subclass got since: OpenTelemetry's uninstrument leaves
-    # Timer.start bound to its Thread.start wrapper, which wraps ours.
-    for sub in _subclasses(patch.cls):
-        _take_out(patch, sub)
-    return True
-
-
-def _describe(value: Any) -> str:
-    if _is_proxy(value):
-        return f"a {type(value).__module__}.{type(value).__qualname__}"
-    code = getattr(value, "__code__", None)
-    if code is not None:
-        module = getattr(value, "__globals__", {}).get("__name__", "?")
-        # Not __qualname__, which functools.wraps copies from what it wraps.
-        name = getattr(code, "co_qualname", None)  # 3.11+
-        if name is None:
-            name = code.co_name if hasattr(value, "__wrapped__") else value.__qualname__
-        return f"{module}.{name}"
-    return repr(value)
-
-
-def _leftover_note(patch: _Patch) -> str:
-    where = f"{patch.cls.__module__}.{patch.cls.__qualname__}.{patch.name}"
-    outer: list[Any] = [patch.cls.__dict__.get(patch.name)]
-    while _is_proxy(outer[-1]):
-        outer.append(outer[-1].__wrapped__)
-    now = " around ".join(_describe(value) for value in outer)
-    return (
-        f"contextthreads.uninstall(): {where} was replaced after contextthreads.install(), "
-        f"by {now}, and contextthreads' patch is not within reach beneath it. That "
-        f"replacement was left in place. If it still calls contextthreads' patch, the patch "
-        f"now passes every call straight through to what it wrapped, and takes itself out as "
-        f"soon as it is {where} again (once the other library removes its wrapper). Threads "
-        f"and tasks started from now on get no context from contextthreads. Remove wrappers in "
-        f"the reverse order of installing them to leave nothing behind."
-    )
-
-
 def _sweep() -> None:
     # Under the lock: take out every left-behind patch that is within reach again.
     for replacement, patch in list(_leftovers.items()):
-        if _remove(patch):
+        if remove(patch):
             del _leftovers[replacement]
 
 
@@ -278,11 +115,11 @@ def _settle(replacement: object) -> None:
     waits for the lock: whoever holds it may be the caller's own thread.
     """
     patch = _leftovers.get(replacement)
-    if patch is None or _holder(patch, patch.cls) is None:
+    if patch is None or holder_of(patch, patch.cls) is None:
         return  # still inside someone's wrapper: nothing to do yet
     if _lock.acquire(blocking=False):
         try:
-            if _leftovers.get(replacement) is patch and _remove(patch):
+            if _leftovers.get(replacement) is patch and remove(patch):
                 del _leftovers[replacement]
         finally:
             _lock.release()
@@ -294,8 +131,8 @@ def _settle(replacement: object) -> None:
 
 if sys.version_info >= (3, 14):
 
-    def _patched_start(target: Any, switch: _Switch) -> Callable[..., None]:
-        call = _call_as_attribute(target)
+    def _patched_start(target: Any, switch: Switch) -> Callable[..., None]:
+        call = call_as_attribute(target)
 
         # The native mechanism: _bootstrap_inner runs self.run() in
         # self._context, inside every wrapper of run, and filling it in
@@ -318,8 +155,8 @@ if sys.version_info >= (3, 14):
 else:
     from ._thread import _invoke_excepthook_outside
 
-    def _patched_start(target: Any, switch: _Switch) -> Callable[..., None]:
-        call = _call_as_attribute(target)
+    def _patched_start(target: Any, switch: Switch) -> Callable[..., None]:
+        call = call_as_attribute(target)
 
         # The stdlib's start() reads self._bootstrap once, and runs it in the
         # new thread: an instance attribute that answers that read with the
@@ -362,8 +199,8 @@ else:
         return functools.wraps(target)(start)
 
 
-def _patched_adjust_thread_count(target: Any, switch: _Switch) -> Callable[..., None]:
-    call = _call_as_attribute(target)
+def _patched_adjust_thread_count(target: Any, switch: Switch) -> Callable[..., None]:
+    call = call_as_attribute(target)
 
     # Workers are created inside submit(), in the submitter's context; now
     # that threads inherit, give them an empty one so an idle worker pins
@@ -413,7 +250,7 @@ if sys.version_info >= (3, 14):
 
         _key = "_resolve_work_item_task"
 
-        def __init__(self, target: Any, switch: _Switch) -> None:
+        def __init__(self, target: Any, switch: Switch) -> None:
             self._switch = switch
 
         def __get__(self, pool: Any, owner: type | None = None) -> Any:
@@ -435,8 +272,8 @@ if sys.version_info >= (3, 14):
         def __delete__(self, pool: Any) -> None:
             del pool.__dict__[self._key]
 
-    def _patched_map(target: Any, switch: _Switch) -> Callable[..., Any]:
-        call = _call_as_attribute(target)
+    def _patched_map(target: Any, switch: Switch) -> Callable[..., Any]:
+        call = call_as_attribute(target)
 
         # With buffersize=, later items are submitted wherever the caller
         # iterates: submit them all in a copy of the map()-time context.
@@ -463,8 +300,8 @@ else:
 
     from ._executor import _run_captured
 
-    def _patched_work_item_init(target: Any, switch: _Switch) -> Callable[..., None]:
-        call = _call_as_attribute(target)
+    def _patched_work_item_init(target: Any, switch: Switch) -> Callable[..., None]:
+        call = call_as_attribute(target)
 
         # The stdlib's submit() builds its work item beneath every wrapper of
         # submit(), in the submitter's thread, from the callable they made:
@@ -495,13 +332,13 @@ def _start_copies() -> list[type]:
     ``Thread.start``, so each needs a patch of its own, unless it wraps the
     proxy that ours goes beneath on ``Thread``.
     """
-    stock = _chain(threading.Thread.__dict__["start"])[-1]
+    stock = wrapper_chain(threading.Thread.__dict__["start"])[-1]
     reached = set()
     copies = []
-    for cls in [threading.Thread, *_subclasses(threading.Thread)]:  # bases first
-        chain = _chain(vars(cls).get("start"))
+    for cls in [threading.Thread, *subclasses(threading.Thread)]:  # bases first
+        chain = wrapper_chain(vars(cls).get("start"))
         if chain[-1] is stock and not any(id(value) in reached for value in chain):
-            holder, _ = _insertion_point(cls, "start")
+            holder, _ = insertion_point(cls, "start")
             if holder is not None:
                 reached.add(id(holder))
             if cls is not threading.Thread:
@@ -555,9 +392,9 @@ def _activate(only: Vars | None) -> None:
         return
     _sweep()
     _only = only
-    switch = _Switch()
+    switch = Switch()
     for cls, name, make in _targets():
-        _applied.append(_apply(cls, name, make, switch))
+        _applied.append(apply(cls, name, make, switch))
     _inherit.patched = True
     _switch = switch
 
@@ -573,9 +410,9 @@ def _deactivate() -> list[str]:
     _inherit.patched = False
     notes = []
     for patch in reversed(_applied):
-        if not _remove(patch):
+        if not remove(patch):
             _leftovers[patch.replacement] = patch
-            notes.append(_leftover_note(patch))
+            notes.append(leftover_note(patch))
     _applied.clear()
     # _only is left as it was: a start() that saw the switch on just before
     # this still captures with a setting that was in effect.

@@ -33,6 +33,7 @@ from typing import Any, Callable
 import stdlib_state
 
 import contextthreads
+from contextthreads._patching import is_proxy
 
 WAIT = 10.0
 VAR: contextvars.ContextVar[str] = contextvars.ContextVar("coexist_var", default="unset")
@@ -357,7 +358,7 @@ REMOVAL: dict[str, Callable[[], None]] = {
 
 def _label(value: Any) -> str:
     """Name what sits in a class or a wrapper: the stdlib's, ours, or whose."""
-    if contextthreads._install._is_proxy(value):
+    if is_proxy(value):
         return type(value).__qualname__  # which forwards __globals__ and the rest
     module = getattr(value, "__globals__", {}).get("__name__", "")
     if module in ("threading", "concurrent.futures.thread", "concurrent.futures._base"):
