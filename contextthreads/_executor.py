@@ -262,7 +262,11 @@ class ContextThreadPoolExecutor(ThreadPoolExecutor):
                 # Someone wraps the stdlib's submit() (a tracer, Sentry), or a
                 # class after ours in the MRO has its own: go through it, and
                 # let our queue enter the copy around whatever reaches it.
-                return super().submit(fn, *args, **kwargs)
+                if type(self._work_queue) is _WorkQueue:
+                    return super().submit(fn, *args, **kwargs)
+                # A subclass made the pool without our __init__: carry the
+                # copy through the wrappers, inside them.
+                return super().submit(_context_run, _copy_context(), fn, *args, **kwargs)
             # The stdlib's own submit() (identical from 3.9 to 3.13), building
             # the work item itself: a second Python call per task would cost
             # more than copying the context does (benchmarks/case_executor.py).

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 from . import _inherit
 from ._executor import ContextThreadPoolExecutor, _map_in
 from ._patching import (
+    MISSING,
     Patch,
     Switch,
     apply,
@@ -56,7 +57,6 @@ if TYPE_CHECKING:
 
 _context_run: Callable[..., Any] = contextvars.Context.run
 _partial = functools.partial
-_MISSING: Any = object()
 
 
 _lock = threading.Lock()
@@ -176,7 +176,7 @@ else:
                     _settle(start)
                 call(self)
                 return
-            saved = own.get("_bootstrap", _MISSING)
+            saved = own.get("_bootstrap", MISSING)
             hook = own["_invoke_excepthook"]
             own["_bootstrap"] = _partial(_context_run, _capture(), self._bootstrap)  # type: ignore[attr-defined]
             # The excepthook stays outside the context, as in 3.14, whose
@@ -191,7 +191,7 @@ else:
                 raise
             finally:
                 # Read once, by now; the thread object must not pin the context.
-                if saved is _MISSING:
+                if saved is MISSING:
                     del own["_bootstrap"]
                 else:
                     own["_bootstrap"] = saved
@@ -231,7 +231,7 @@ if sys.version_info >= (3, 14):
     #: ThreadPoolExecutor without a prepare_context() of its own holds.
     _STOCK_RESOLVE = WorkerContext.prepare(None, ())[1].__code__  # type: ignore[call-overload]
 
-    def _resolve_in_copy(
+    def _resolve_captured(
         fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> tuple[Any, tuple[Any, ...], dict[str, Any]]:
         # The stock resolver's task, calling fn in a copy through Context.run.
@@ -263,7 +263,7 @@ if sys.version_info >= (3, 14):
             if not self._switch.on:
                 _settle(self)
             elif getattr(resolve, "__code__", None) is _STOCK_RESOLVE:
-                return _resolve_in_copy
+                return _resolve_captured
             return resolve
 
         def __set__(self, pool: Any, value: Any) -> None:

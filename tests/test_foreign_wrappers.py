@@ -318,3 +318,28 @@ def test_install_beside_wrappers_in_any_order(
     assert _submit(ThreadPoolExecutor)(VAR.get) == "unset"
     assert stdlib_state.differences(pristine, stdlib_state.snapshot()) == []
     assert len(_install._leftovers) == (2 if dropped else 0)
+
+
+class MadeWithoutOurInit(contextthreads.ThreadPoolExecutor):
+    """A subclass of ours whose __init__ calls the stdlib's directly."""
+
+    def __init__(self, max_workers: int) -> None:
+        ThreadPoolExecutor.__init__(self, max_workers)
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=lambda k: k.kind)
+def test_pool_made_without_our_init_still_carries_the_context(kind: type[Forking]) -> None:
+    """Under a wrapper of submit(), a pool of ours built by the stdlib's __init__ still carries.
+
+    Such a pool lacks our work queue, so the copy goes through the wrappers.
+    """
+    library = kind()
+    library.install()
+
+    def starter() -> str:
+        VAR.set("before")
+        with MadeWithoutOurInit(1) as pool:
+            return pool.submit(VAR.get).result(timeout=WAIT)  # type: ignore[no-any-return]
+
+    assert contextvars.Context().run(starter) == "before"
+    library.remove()
