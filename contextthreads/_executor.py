@@ -8,23 +8,24 @@ import sys
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, Iterator
 
-from ._bind import _in_copies_of
+from ._bind import in_copies_of
 from ._patching import wrapper_chain
 
 if TYPE_CHECKING:
     from ._typing import P, T
 
-__all__ = ("ContextThreadPoolExecutor",)
+# map_in and (before 3.14) run_captured are for _install.
+__all__ = ("ContextThreadPoolExecutor", "map_in", "run_captured")
 
 
 def _bound_initializer(initializer: Any) -> Any:
     # Anything not callable goes through untouched, so the stdlib raises its own error.
     if initializer is None or not callable(initializer):
         return initializer
-    return _in_copies_of(contextvars.copy_context(), initializer)
+    return in_copies_of(contextvars.copy_context(), initializer)
 
 
-def _map_in(
+def map_in(
     context: contextvars.Context, map_call: Callable[..., Iterator[T]], /, *args: Any, **kwargs: Any
 ) -> Iterator[T]:
     """Call ``map_call(*args, **kwargs)``, and step the iterator it returns, all in ``context``.
@@ -132,7 +133,7 @@ else:
 
     #: What install()'s work items call in place of ``Context.run``, so that our
     #: queue can tell the context install() captured from one the caller chose.
-    _run_captured = _partial(_context_run)
+    run_captured = _partial(_context_run)
 
     class _WorkQueue(queue.SimpleQueue):  # type: ignore[type-arg]
         """Our pool's work queue: what the stdlib's own submit() puts here runs in a copy.
@@ -149,7 +150,7 @@ else:
         def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
             if type(item) is _WorkItem:
                 args: Any = item.args  # a tuple, whatever typeshed says
-                if item.fn is _run_captured:
+                if item.fn is run_captured:
                     # install() took its copy already, maybe of only= variables:
                     # our pools carry the whole context.
                     item.args = (_copy_context(), *args[1:])
@@ -301,7 +302,7 @@ class ContextThreadPoolExecutor(ThreadPoolExecutor):
             if buffersize is None:
                 return super().map(fn, *iterables, timeout=timeout, chunksize=chunksize)
             # Later items are submitted wherever the caller iterates.
-            return _map_in(
+            return map_in(
                 _copy_context(),
                 super().map,
                 fn,

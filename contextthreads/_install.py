@@ -29,7 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 from . import _inherit
-from ._executor import ContextThreadPoolExecutor, _map_in
+from ._executor import ContextThreadPoolExecutor, map_in
 from ._patching import (
     MISSING,
     Patch,
@@ -153,7 +153,7 @@ if sys.version_info >= (3, 14):
         return functools.wraps(target)(start)
 
 else:
-    from ._thread import _invoke_excepthook_outside
+    from ._thread import invoke_excepthook_outside
 
     def _patched_start(target: Any, switch: Switch) -> Callable[..., None]:
         call = call_as_attribute(target)
@@ -170,7 +170,7 @@ else:
                 or not self._initialized  # type: ignore[attr-defined]
                 or self._started.is_set()  # type: ignore[attr-defined]
                 # ContextThread, or a start() of ours further out: theirs already.
-                or own.get("_invoke_excepthook") is _invoke_excepthook_outside
+                or own.get("_invoke_excepthook") is invoke_excepthook_outside
             ):
                 if not switch.on:
                     _settle(start)
@@ -182,7 +182,7 @@ else:
             # The excepthook stays outside the context, as in 3.14, whose
             # _bootstrap_inner runs only self.run() in it.
             own["_contextthreads_excepthook"] = hook
-            own["_invoke_excepthook"] = _invoke_excepthook_outside
+            own["_invoke_excepthook"] = invoke_excepthook_outside
             try:
                 call(self)
             except BaseException:
@@ -282,7 +282,7 @@ if sys.version_info >= (3, 14):
         ) -> Any:
             if switch.on:
                 if kwargs.get("buffersize") is not None and not isinstance(self, _SELF_MANAGED):
-                    return _map_in(_capture(), call, self, fn, *iterables, **kwargs)
+                    return map_in(_capture(), call, self, fn, *iterables, **kwargs)
             else:
                 _settle(map)
             return call(self, fn, *iterables, **kwargs)
@@ -298,7 +298,7 @@ if sys.version_info >= (3, 14):
 else:
     from concurrent.futures import thread as _stdlib_thread
 
-    from ._executor import _run_captured
+    from ._executor import run_captured
 
     def _patched_work_item_init(target: Any, switch: Switch) -> Callable[..., None]:
         call = call_as_attribute(target)
@@ -313,9 +313,9 @@ else:
             self: Any, future: Any, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
         ) -> None:
             if switch.on:
-                if fn is not _context_run and fn is not _run_captured:
+                if fn is not _context_run and fn is not run_captured:
                     args = (_capture(), fn, *args)
-                    fn = _run_captured
+                    fn = run_captured
             else:
                 _settle(__init__)
             call(self, future, fn, args, kwargs)

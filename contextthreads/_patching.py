@@ -19,6 +19,21 @@ if TYPE_CHECKING:
 
     Make: TypeAlias = Callable[[Any, "Switch"], Any]
 
+__all__ = (
+    "MISSING",
+    "Make",
+    "Patch",
+    "Switch",
+    "apply",
+    "call_as_attribute",
+    "holder_of",
+    "insertion_point",
+    "leftover_note",
+    "remove",
+    "subclasses",
+    "wrapper_chain",
+)
+
 MISSING: Any = object()
 
 
