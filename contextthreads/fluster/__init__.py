@@ -38,7 +38,9 @@ from ._pool import (
     WorkerPoolConfig,
     WorkerStatus,
 )
+from ._ray import RayJob, RayLauncher
 from ._resolver import ClusterResolver, FixedResolver, ResolvedEndpoint, Resolver, ResolveResult
+from ._slurm import SlurmError, SlurmJob, SlurmLauncher
 from ._stream import FrameChannel
 
 __all__ = (
@@ -60,6 +62,8 @@ __all__ = (
     "PoolBrokenError",
     "PoolShutdownError",
     "PoolStatus",
+    "RayJob",
+    "RayLauncher",
     "RemoteError",
     "RemoteTraceback",
     "ResolveResult",
@@ -70,6 +74,9 @@ __all__ = (
     "RpcError",
     "RpcProtocolError",
     "RpcTimeoutError",
+    "SlurmError",
+    "SlurmJob",
+    "SlurmLauncher",
     "WorkerDispatcher",
     "WorkerFailedError",
     "WorkerPool",

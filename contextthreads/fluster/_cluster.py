@@ -46,6 +46,19 @@ def worker_command(python: str | None = None) -> list[str]:
     return [python or sys.executable, "-m", WORKER_MODULE]
 
 
+def worker_pythonpath() -> str:
+    """Return a ``PYTHONPATH`` of this process's ``sys.path``, then its own ``PYTHONPATH``.
+
+    Workers started with it import what this process imports, so functions
+    pickled by reference resolve to the same modules (on a shared filesystem,
+    for workers on other hosts).
+    """
+    paths = [p or os.getcwd() for p in sys.path]
+    if os.environ.get("PYTHONPATH"):
+        paths.append(os.environ["PYTHONPATH"])
+    return os.pathsep.join(paths)
+
+
 @dataclass(frozen=True)
 class Entrypoint:
     """What a job runs: ``callable(*args, **kwargs)``, shipped to the worker with cloudpickle."""
@@ -128,10 +141,7 @@ class LocalProcessLauncher:
     def launch(self, job_id: str, command: Sequence[str], env: Mapping[str, str]) -> JobHandle:
         """Start ``command`` with ``env`` over this process's environment."""
         full_env = dict(os.environ)
-        paths = [p or os.getcwd() for p in sys.path]
-        if full_env.get("PYTHONPATH"):
-            paths.append(full_env["PYTHONPATH"])
-        full_env["PYTHONPATH"] = os.pathsep.join(paths)
+        full_env["PYTHONPATH"] = worker_pythonpath()
         full_env.update(env)
         process = subprocess.Popen(list(command), env=full_env, stdin=subprocess.DEVNULL)
         logger.debug("launched job %s as pid %d", job_id, process.pid)
