@@ -14,12 +14,12 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import fluster_tasks
 import pytest
+import ray_local
 from engine_support import (
     check_killed_worker_is_retried,
     check_pending_worker_starts,
@@ -44,45 +44,17 @@ pytest.importorskip("cloudpickle")
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 
-#: What every Ray process of the session is started with. Ray would otherwise send usage
-#: statistics, and resolve 127.0.0.1 in ray.init()'s address to this machine's outward
-#: interface (whose traffic is dropped here), then retry forever; with "clusters" off
-#: it keeps the loopback address, while every node is still told to use 127.0.0.1.
-RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
-
 
 @pytest.fixture(scope="session")
 def ray_cluster() -> Iterator[Any]:
-    """A connected two-node Ray cluster on 127.0.0.1; shut down (its processes by pid) after."""
+    """A connected two-node Ray cluster on 127.0.0.1, shut down (by pid) after the session."""
     if importlib.util.find_spec("ray") is None:
         why = "Ray is not installed here (pip install 'contextthreads[ray]'; nox -s tests_ray)"
         if os.environ.get("CONTEXTTHREADS_EXPECT_RAY") == "1":
             pytest.fail(why)
         pytest.skip(why)
-    saved = {name: os.environ.get(name) for name in RAY_ENV}
-    os.environ.update(RAY_ENV)  # before Ray is imported: it reads them at import
-    import ray
-    from ray.cluster_utils import Cluster
-
-    node = {"num_cpus": 1, "node_ip_address": "127.0.0.1"}
-    temp_dir = tempfile.mkdtemp(prefix="ctt-ray-")
-    cluster = Cluster(
-        initialize_head=True,
-        head_node_args={**node, "include_dashboard": False, "temp_dir": temp_dir},
-    )
-    try:
-        cluster.add_node(**node)
-        ray.init(address=cluster.address, logging_level="WARNING", log_to_driver=False)
-        cluster.wait_for_nodes()
+    with ray_local.ray_cluster() as cluster:
         yield cluster
-    finally:
-        ray.shutdown()
-        cluster.shutdown()
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 def ray_job(cluster: LocalCluster, job_id: str) -> RayJob:
