@@ -45,6 +45,8 @@ _LIVE = frozenset(
         "STAGE_OUT",
     }
 )
+#: States in which Slurm will not signal a job yet.
+_NOT_STARTED = frozenset({"PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED"})
 #: Ended states in which the job ran to its own end: the exit status says how.
 _EXITED = frozenset({"COMPLETED", "FAILED"})
 #: Every other ended state (CANCELLED, NODE_FAIL, TIMEOUT, OUT_OF_MEMORY, PREEMPTED,
@@ -143,26 +145,27 @@ class SlurmJob:
     def terminate(self, grace: float) -> None:
         """Stop the job: SIGTERM, then SIGKILL after ``grace`` seconds. Return once it ended.
 
-        A job still pending is cancelled outright. Bounded: returns after
-        about twice ``grace`` even if Slurm has not reported the end yet.
+        A job not started yet is cancelled outright. Bounded: returns within a
+        few times ``grace`` even if Slurm has not reported the end by then.
         """
-        launcher = self._launcher
-        with launcher._changed:
+        with self._launcher._changed:
             if self._returncode is not None:
                 return
-            self._terminating = True
-            pending = self.state == "PENDING"
-            launcher._changed.notify_all()
-        # Slurm refuses to signal a pending job (it is retried until the command
-        # times out); a plain scancel removes it, and TERMs it if it just started.
-        if pending:
-            launcher._scancel(self.slurm_job_id)
-        else:
-            launcher._scancel(self.slurm_job_id, "TERM")
+            self._terminating = True  # the poller looks more often meanwhile
+            self._launcher._changed.notify_all()
+        self._signal("TERM", grace)
         if self.wait(grace) is None:
-            launcher._scancel(self.slurm_job_id, "KILL")
+            self._signal("KILL", grace)
             if self.wait(grace) is None:
                 logger.warning("Slurm job %s did not end after SIGKILL", self.slurm_job_id)
+
+    def _signal(self, signal_name: str, timeout: float) -> None:
+        with self._launcher._changed:
+            started = self.state not in _NOT_STARTED
+        # Slurm will not signal a job that has not started (scancel retries until it times
+        # out); a plain scancel removes it, or TERMs it, then KILLs it, if it just started.
+        if not started or not self._launcher._scancel(self.slurm_job_id, signal_name, timeout):
+            self._launcher._scancel(self.slurm_job_id, None, timeout)
 
     def _update(self, state: str, status: tuple[int, int], reason: str, node: str) -> None:
         # Called by the poller, under the launcher's lock.
@@ -297,7 +300,11 @@ class SlurmLauncher:
         return {**os.environ, "PYTHONPATH": worker_pythonpath(), **self._slurm_env}
 
     def _run(
-        self, argv: Sequence[str], environ: Mapping[str, str] | None = None, stdin: str = ""
+        self,
+        argv: Sequence[str],
+        environ: Mapping[str, str] | None = None,
+        stdin: str = "",
+        timeout: float = _COMMAND_TIMEOUT,
     ) -> subprocess.CompletedProcess[str]:
         if environ is None:
             environ = {**os.environ, **self._slurm_env}
@@ -308,30 +315,32 @@ class SlurmLauncher:
                 env=dict(environ),
                 capture_output=True,
                 text=True,
-                timeout=_COMMAND_TIMEOUT,
+                timeout=timeout,
                 check=False,
             )
         except subprocess.TimeoutExpired as exc:
             raise SlurmError(
-                f"{os.path.basename(argv[0])} did not answer in {_COMMAND_TIMEOUT:.0f}s: "
+                f"{os.path.basename(argv[0])} did not answer in {timeout:.0f}s: "
                 "is slurmctld reachable?"
             ) from exc
         except OSError as exc:
             raise SlurmError(f"cannot run {argv[0]}: {exc}") from exc
 
-    def _scancel(self, slurm_job_id: str, signal_name: str | None = None) -> None:
+    def _scancel(self, slurm_job_id: str, signal_name: str | None, timeout: float) -> bool:
+        """Run scancel on one job (a signal, or cancel it); return False if it did not answer."""
         argv = [self._commands["scancel"]]
         if signal_name is not None:
             # --full: the batch shell is the worker (it exec'd), not only the steps.
             argv += ["--full", f"--signal={signal_name}"]
         try:
-            result = self._run([*argv, slurm_job_id])
+            result = self._run([*argv, slurm_job_id], timeout=max(timeout, 1.0))
         except SlurmError as exc:
-            logger.warning("scancel of Slurm job %s failed: %s", slurm_job_id, exc)
-            return
+            logger.warning("scancel of Slurm job %s: %s", slurm_job_id, exc)
+            return False
         if result.returncode != 0:
             # Most often the job ended meanwhile; the poller will say so.
             logger.debug("scancel %s: %s", slurm_job_id, result.stderr.strip())
+        return True
 
     def _poll_loop(self) -> None:
         while True:
