@@ -15,8 +15,6 @@ time from ``WorkerPool()`` to its first result, and throughput.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
-import os
 import statistics
 import sys
 import tempfile
@@ -189,17 +187,16 @@ def _start_engines(stack: contextlib.ExitStack) -> tuple[dict[str, Any], dict[st
 
     launchers: dict[str, Any] = {"local workers": LocalProcessLauncher()}
     skipped = {}
-    missing = slurm_daemons.missing_binaries()
-    if missing:
-        skipped["Slurm"] = f"Slurm is not installed (no {', '.join(missing)} on PATH)"
-    elif os.geteuid() != 0:
-        skipped["Slurm"] = "the throwaway Slurm cluster runs its daemons as root"
+    why = slurm_daemons.unavailable()
+    if why is not None:
+        skipped["Slurm"] = why
     else:
         slurm = stack.enter_context(slurm_daemons.SlurmCluster())
         out = stack.enter_context(tempfile.TemporaryDirectory())
         launchers["Slurm"] = SlurmLauncher(slurm_conf=str(slurm.conf), output=f"{out}/%j.out")
-    if importlib.util.find_spec("ray") is None:
-        skipped["Ray"] = "Ray is not installed (pip install 'contextthreads[ray]')"
+    why = ray_local.unavailable()
+    if why is not None:
+        skipped["Ray"] = why
     else:
         stack.enter_context(ray_local.ray_cluster())
         launchers["Ray"] = RayLauncher()

@@ -50,7 +50,8 @@ class _WorkerActor:
     """The actor behind one job: runs its command and holds its resources meanwhile.
 
     Created by ``RayLauncher`` as a threaded actor, so that ``info()`` and
-    ``terminate()`` answer while ``run()`` waits for the process.
+    ``terminate()`` answer while ``run()`` waits for the process and ``park()``
+    for the actor's end.
     """
 
     def __init__(self) -> None:
@@ -91,6 +92,10 @@ class _WorkerActor:
             "pid": process.pid if process is not None else None,
         }
 
+    def park(self) -> None:
+        """Never return: the caller learns of the actor's death when this call fails."""
+        threading.Event().wait()
+
     def terminate(self, grace: float) -> None:
         """SIGTERM the process, SIGKILL it after ``grace`` seconds; return once it is gone."""
         with self._lock:
@@ -110,16 +115,19 @@ class RayJob:
     """A Fluster job running under a Ray actor. Thread-safe.
 
     ``pid`` is None (the process may be on another node); ``actor`` is the
-    Ray actor handle, and ``info()`` tells where the process runs.
+    Ray actor handle, ``info()`` tells where the process runs, and
+    ``wait_released()`` waits until Ray has ended the actor.
     """
 
-    def __init__(self, job_id: str, actor: Any, done: Any, placed: Any) -> None:
+    def __init__(self, job_id: str, actor: Any, *, done: Any, placed: Any, parked: Any) -> None:
         self.job_id = job_id
         self.actor = actor
         self._done: concurrent.futures.Future[int] = done.future()
         self._done.add_done_callback(self._release)
         # Ready once Ray has placed the actor and it answers.
         self._placed = placed
+        # Never answered: ready (with an error) once the actor is dead.
+        self._parked = parked
 
     def __repr__(self) -> str:
         return f"RayJob(job_id={self.job_id!r}, done={self._done.done()})"
@@ -153,19 +161,24 @@ class RayJob:
     def terminate(self, grace: float) -> None:
         """Stop the job: SIGTERM, SIGKILL after ``grace`` seconds; one not placed yet is dropped.
 
-        Returns once the job ended, bounded by about twice ``grace``.
+        Returns once the job ended and its actor is gone, bounded by a few
+        times ``grace``.
         """
         ray = _ray()
-        if self._done.done():
-            return
         placed, _ = ray.wait([self._placed], timeout=0)
         # An actor Ray has not placed yet would answer nothing: kill it outright.
-        if placed:
+        if placed and not self._done.done():
             self.actor.terminate.remote(grace)
-            if self.wait(grace + 1) is not None:
-                return
-        ray.kill(self.actor, no_restart=True)
+            self.wait(grace + 1)
+        ray.kill(self.actor, no_restart=True)  # a no-op for an actor already gone
         self.wait(grace)
+        self.wait_released(grace)
+
+    def wait_released(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for Ray to end the job's actor (which frees its
+        resources, and follows the job's end); return whether it has."""
+        ready, _ = _ray().wait([self._parked], timeout=timeout)
+        return bool(ready)
 
     def _code(self) -> int:
         try:
@@ -221,8 +234,8 @@ class RayLauncher:
         if scheduling_strategy is not None:
             actor_options["scheduling_strategy"] = scheduling_strategy
         actor_options.update(options or {})
-        # Threads: info() and terminate() must answer while run() waits.
-        actor_options.setdefault("max_concurrency", 4)
+        # Threads: run() and park() block; info() and terminate() must still answer.
+        actor_options.setdefault("max_concurrency", 8)
         self._actor_class: Any = ray.remote(_WorkerActor)
         self._options = actor_options
 
@@ -240,7 +253,12 @@ class RayLauncher:
             )
         full_env = {"PYTHONPATH": worker_pythonpath(), **env}
         actor = self._actor_class.options(**self._options).remote()
-        done = actor.run.remote(list(command), full_env)
-        placed = actor.info.remote(0)
+        handle = RayJob(
+            job_id,
+            actor,
+            done=actor.run.remote(list(command), full_env),
+            placed=actor.info.remote(0),
+            parked=actor.park.remote(),
+        )
         logger.debug("launched job %s as Ray actor %s", job_id, actor)
-        return RayJob(job_id, actor, done, placed)
+        return handle

@@ -8,6 +8,7 @@ object (by pid); its files live in a temporary directory of its own.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import shutil
 import tempfile
@@ -18,6 +19,13 @@ from typing import Any, Iterator
 #: machine's outward address (whose traffic is dropped here), then retry forever; with
 #: "clusters" off it keeps the loopback address, and every node is told to use 127.0.0.1.
 RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+
+
+def unavailable() -> str | None:
+    """Return why no Ray cluster can start here (Ray not installed), or None if one can."""
+    if importlib.util.find_spec("ray") is None:
+        return "Ray is not installed here (pip install 'contextthreads[ray]'; nox -s tests_ray)"
+    return None
 
 
 @contextlib.contextmanager

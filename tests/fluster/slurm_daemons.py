@@ -68,9 +68,17 @@ PartitionName={partition} Nodes={node_list} Default=YES MaxTime=INFINITE State=U
 """
 
 
-def missing_binaries() -> list[str]:
-    """Return the Slurm programs not on PATH (empty when the cluster can start)."""
-    return [name for name in BINARIES if shutil.which(name) is None]
+def unavailable() -> str | None:
+    """Return why the cluster cannot start here (Slurm missing, not root), or None if it can."""
+    missing = [name for name in BINARIES if shutil.which(name) is None]
+    if missing:
+        return (
+            f"Slurm is not installed (no {', '.join(missing)} on PATH): "
+            "apt-get install slurmctld slurmd slurm-client munge, as .ci/run does"
+        )
+    if os.geteuid() != 0:
+        return "the throwaway Slurm cluster runs its daemons as root"
+    return None
 
 
 def _free_ports(count: int) -> list[int]:

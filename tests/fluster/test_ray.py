@@ -8,7 +8,6 @@ the ``tests_ray`` nox session only: elsewhere these tests skip, and there
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import signal
@@ -48,8 +47,8 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="re
 @pytest.fixture(scope="session")
 def ray_cluster() -> Iterator[Any]:
     """A connected two-node Ray cluster on 127.0.0.1, shut down (by pid) after the session."""
-    if importlib.util.find_spec("ray") is None:
-        why = "Ray is not installed here (pip install 'contextthreads[ray]'; nox -s tests_ray)"
+    why = ray_local.unavailable()
+    if why is not None:
         if os.environ.get("CONTEXTTHREADS_EXPECT_RAY") == "1":
             pytest.fail(why)
         pytest.skip(why)
@@ -64,9 +63,10 @@ def ray_job(cluster: LocalCluster, job_id: str) -> RayJob:
 
 
 def assert_actor_gone(handle: RayJob) -> None:
-    """The job's actor is dead: a call to it fails with RayActorError (bounded)."""
+    """The job's actor is dead (Ray says so within WAIT), and a call to it fails."""
     import ray
 
+    assert handle.wait_released(WAIT)
     with pytest.raises(ray.exceptions.RayActorError):
         ray.get(handle.actor.info.remote(0), timeout=WAIT)
 
@@ -185,8 +185,9 @@ def test_placement_options_pass_through(ray_cluster: Any) -> None:
 def test_launch_without_ray_connection_is_a_clear_error() -> None:
     """Launching from a process not connected to Ray raises RuntimeError saying so, rather
     than starting a Ray of its own."""
-    if importlib.util.find_spec("ray") is None:
-        pytest.skip("Ray is not installed here")
+    why = ray_local.unavailable()
+    if why is not None:
+        pytest.skip(why)
     code = (
         "from contextthreads.fluster import RayLauncher\n"
         "try:\n"

@@ -48,15 +48,7 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Sl
 @pytest.fixture(scope="session")
 def slurm() -> Iterator[slurm_daemons.SlurmCluster]:
     """A running two-node Slurm cluster on 127.0.0.1, stopped (by pid) after the session."""
-    missing = slurm_daemons.missing_binaries()
-    why = None
-    if missing:
-        why = (
-            f"Slurm is not installed (no {', '.join(missing)} on PATH): "
-            "apt-get install slurmctld slurmd slurm-client munge, as .ci/run does"
-        )
-    elif os.geteuid() != 0:
-        why = "the throwaway Slurm cluster runs its daemons as root"
+    why = slurm_daemons.unavailable()
     if why is not None:
         if os.environ.get("CI"):
             pytest.fail(f"under CI the Slurm tests must run: {why}")
