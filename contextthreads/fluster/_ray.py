@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import concurrent.futures
 import ctypes
-import ctypes.util
 import logging
 import os
 import signal
 import subprocess
 import sys
 import threading
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from ._cluster import JobHandle, worker_pythonpath
 
@@ -39,11 +38,21 @@ def _ray() -> Any:
     return ray
 
 
-def _die_with_parent() -> None:
-    # Runs in the child between fork and exec: ask Linux to SIGKILL it when the
-    # thread that started it (the actor's, blocked in wait() until then) goes.
-    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+def _die_with_parent() -> Callable[[], None] | None:
+    """Return a ``preexec_fn`` that has Linux SIGKILL the child when its parent thread goes.
+
+    That thread is the actor's, blocked in ``wait()`` for the child until then.
+    Elsewhere there is no such thing: None.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    # Looked up here, not in the child between fork and exec, where only the call is safe.
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+
+    def preexec() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+    return preexec
 
 
 class _WorkerActor:
@@ -75,7 +84,7 @@ class _WorkerActor:
                 list(command),
                 env=full_env,
                 stdin=subprocess.DEVNULL,
-                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+                preexec_fn=_die_with_parent(),
             )
             self._started.set()
         return self._process.wait()

@@ -158,6 +158,8 @@ class SlurmJob:
             self._signal("KILL", grace)
             if self.wait(grace) is None:
                 logger.warning("Slurm job %s did not end after SIGKILL", self.slurm_job_id)
+        with self._launcher._changed:
+            self._terminating = False
 
     def _signal(self, signal_name: str, timeout: float) -> None:
         with self._launcher._changed:
@@ -270,6 +272,8 @@ class SlurmLauncher:
         argv = [
             self._commands["sbatch"],
             "--parsable",
+            # A worker Slurm restarts would be a stranger to its pool, which retries on its own.
+            "--no-requeue",
             f"--job-name={job_id}",
             f"--export={','.join(names)}",
             *self._options,

@@ -1,9 +1,9 @@
 """A throwaway Slurm cluster on this machine: munged, slurmctld and two slurmd, started by hand.
 
-Used by the Slurm tests' session fixture and by benchmark case 5. Nothing is
-read from or written to ``/etc``: the config, keys, sockets, spool and state
-all live in one temporary directory, on ports found free, so several runs can
-share a machine. Every daemon is stopped by its pid, never by name.
+Used by the Slurm tests' session fixture and by benchmark case 5. No
+configuration in ``/etc`` is used or changed: the config, keys, sockets, spool
+and state all live in one temporary directory, on ports found free, so several
+runs can share a machine. Every daemon is stopped by its pid, never by name.
 
 Runs as root (``SlurmUser=root``, as a test cluster may); the key and socket
 directory of ``munged`` belong to the ``munge`` user, which it runs as.
@@ -21,10 +21,10 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 #: The Slurm programs the cluster and the launcher need.
-BINARIES = ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "scontrol", "scancel")
+BINARIES = ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "scontrol", "scancel", "sinfo")
 NODES = ("n1", "n2")
 PARTITION = "debug"
 #: Bound on starting the whole cluster (daemons up, both nodes idle).
@@ -93,17 +93,16 @@ def _free_ports(count: int) -> list[int]:
 
 
 class SlurmCluster:
-    """Start munged, slurmctld and one slurmd per node under ``root``; ``stop()`` ends them.
+    """Start munged, slurmctld and one slurmd per node (one CPU each) under ``root``.
 
-    ``env`` is what Slurm's client commands need (``SLURM_CONF``); the
-    launcher under test runs them with it.
+    ``conf`` is the cluster's ``slurm.conf``: give it to ``SlurmLauncher(slurm_conf=)``.
+    ``stop()`` (or leaving the ``with`` block) ends everything.
     """
 
-    def __init__(self, cpus_per_node: int = 1) -> None:
+    def __init__(self) -> None:
         self.root = Path(tempfile.mkdtemp(prefix="ctt-slurm-"))
         self.conf = self.root / "slurm.conf"
-        self.env = {**os.environ, "SLURM_CONF": str(self.conf)}
-        self._cpus = cpus_per_node
+        self._env = {**os.environ, "SLURM_CONF": str(self.conf)}
         self._daemons: list[tuple[str, subprocess.Popen[bytes]]] = []
 
     def __enter__(self) -> SlurmCluster:
@@ -138,7 +137,7 @@ class SlurmCluster:
             (self.root / sub).mkdir()
         ports = _free_ports(1 + len(NODES))
         nodes = "\n".join(
-            f"NodeName={name} NodeAddr=127.0.0.1 Port={port} CPUs={self._cpus} State=UNKNOWN"
+            f"NodeName={name} NodeAddr=127.0.0.1 Port={port} CPUs=1 State=UNKNOWN"
             for name, port in zip(NODES, ports[1:])
         )
         self.conf.write_text(
@@ -172,33 +171,39 @@ class SlurmCluster:
         self._wait_for(self._nodes_idle, deadline, f"nodes {', '.join(NODES)} to be idle")
 
     def _spawn(self, name: str, argv: Sequence[str], user: str | None = None) -> None:
-        log = open(self.root / f"{name.replace(' ', '-')}.out", "wb")  # noqa: SIM115
-        with log:
+        with open(self.root / f"{name.replace(' ', '-')}.out", "wb") as log:
             process = subprocess.Popen(
                 list(argv),
-                env=self.env,
+                env=self._env,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                **({"user": user} if user else {}),
+                user=user,
             )
         self._daemons.append((name, process))
 
-    def _wait_for(self, check: object, deadline: float, what: str) -> None:
-        assert callable(check)
+    def _wait_for(self, check: Callable[[], bool], deadline: float, what: str) -> None:
         delay = 0.05
         while not check():
             for name, process in self._daemons:
                 if process.poll() is not None:
                     raise RuntimeError(
                         f"{name} exited with code {process.returncode} while waiting for "
-                        f"{what}; logs in {self.root}"
+                        f"{what}\n{self._logs()}"
                     )
             if time.monotonic() > deadline:
-                raise TimeoutError(f"timed out waiting for {what}; logs in {self.root}")
+                raise TimeoutError(f"timed out waiting for {what}\n{self._logs()}")
             time.sleep(delay)  # polling a daemon's state: there is nothing to wait on
             delay = min(delay * 2, 0.5)
+
+    def _logs(self, lines: int = 15) -> str:
+        # The directory goes with stop(): a failure carries the logs' last lines.
+        parts = []
+        for path in sorted([*self.root.glob("*.out"), *self.root.glob("*.log")]):
+            tail = path.read_text(errors="replace").splitlines()[-lines:]
+            parts.append(f"--- {path.name}\n" + "\n".join(tail))
+        return "\n".join(parts)
 
     def _nodes_idle(self) -> bool:
         states = self.node_states()
@@ -216,7 +221,7 @@ class SlurmCluster:
     def run(self, *argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         """Run a Slurm client command against this cluster; return its completed process."""
         return subprocess.run(
-            list(argv), env=self.env, capture_output=True, text=True, timeout=30, check=check
+            list(argv), env=self._env, capture_output=True, text=True, timeout=30, check=check
         )
 
     def queue(self) -> list[str]:

@@ -180,7 +180,7 @@ def test_killed_worker_is_retried_elsewhere(
 
     def kill(pid: int) -> str:
         slurm_job_id = environ_of(pid)["SLURM_JOB_ID"]
-        slurm.run("scancel", "--full", "--signal=KILL", slurm_job_id)
+        slurm.run("scancel", "-s", "KILL", slurm_job_id)
         [job_id] = [j for j in pool.job_ids if slurm_job(cluster, j).slurm_job_id == slurm_job_id]
         return job_id
 
@@ -240,11 +240,13 @@ def test_refusals_are_clear_errors(
 
 
 def test_pending_job_is_cancelled_at_cluster_close(
-    slurm: slurm_daemons.SlurmCluster, launcher: SlurmLauncher
+    slurm: slurm_daemons.SlurmCluster, tmp_path: Path
 ) -> None:
     """Closing the cluster cancels a job Slurm has not started (it asks for more CPUs than
-    any node has), promptly and without signalling it, and reports it killed."""
-    big = SlurmLauncher(slurm_conf=str(slurm.conf), cpus_per_task=4, poll_interval=1.0)
+    any node has), which then reads as killed."""
+    big = SlurmLauncher(
+        slurm_conf=str(slurm.conf), cpus_per_task=4, output=str(tmp_path / "%j.out")
+    )
     with LocalCluster(launcher=big) as cluster:
         with fluster_ctx_scope(cluster.context("job-pend")):
             job_id = cluster.client().submit(fluster_tasks.square, name="big", args=(1,))
