@@ -28,8 +28,9 @@ from _harness import Row, quartiles
 WORKERS = 2
 MB = b"x" * (1 << 20)
 ENGINES_CASE = "5. fluster WorkerPool(2) on cluster engines vs local workers"
-#: Where the tests' throwaway-cluster helpers live (slurm_daemons, ray_local).
-TESTS_FLUSTER = Path(__file__).resolve().parent.parent / "tests" / "fluster"
+#: Where the tests' package ``fluster`` lives, with its throwaway-cluster helpers
+#: (``fluster.slurm_daemons``, ``fluster.ray_local``).
+TESTS = Path(__file__).resolve().parent.parent / "tests"
 #: Bound on a pool's start on an engine (placement included).
 ENGINE_WAIT = 120.0
 
@@ -181,9 +182,8 @@ def _start_engines(stack: contextlib.ExitStack) -> tuple[dict[str, Any], dict[st
     """Start every engine that can run here; return launchers by name, and why others cannot."""
     from contextthreads.fluster import LocalProcessLauncher, RayLauncher, SlurmLauncher
 
-    sys.path.insert(0, str(TESTS_FLUSTER))
-    import ray_local
-    import slurm_daemons
+    sys.path.insert(0, str(TESTS))
+    from fluster import ray_local, slurm_daemons
 
     launchers: dict[str, Any] = {"local workers": LocalProcessLauncher()}
     skipped = {}

@@ -13,7 +13,9 @@ if TYPE_CHECKING:
     from ._typing import P, T
 
 
-def _in_copies_of(context: contextvars.Context, fn: Callable[P, T], /) -> Callable[P, T]:
+def in_copies_of(context: contextvars.Context, fn: Callable[P, T], /) -> Callable[P, T]:
+    """Return a callable that runs ``fn`` in a fresh copy of ``context`` on every call."""
+
     # Each call gets its own copy: one Context can be entered by only one
     # thread at a time, and calls must not see each other's writes.
     def call_in_context(*args: P.args, **kwargs: P.kwargs) -> T:
@@ -34,5 +36,5 @@ def bind(fn: Callable[P, T], /) -> Callable[P, T]:
     """
     if not callable(fn):
         raise TypeError(f"bind() argument must be callable, not {type(fn).__name__}")
-    bound: Any = _in_copies_of(contextvars.copy_context(), fn)
+    bound: Any = in_copies_of(contextvars.copy_context(), fn)
     return functools.wraps(fn)(bound)

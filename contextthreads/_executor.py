@@ -7,7 +7,7 @@ import sys
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, Iterator
 
-from ._bind import _in_copies_of
+from ._bind import in_copies_of
 
 if TYPE_CHECKING:
     from ._typing import P, T
@@ -19,7 +19,7 @@ def _bound_initializer(initializer: Any) -> Any:
     # Anything not callable goes through untouched, so the stdlib raises its own error.
     if initializer is None or not callable(initializer):
         return initializer
-    return _in_copies_of(contextvars.copy_context(), initializer)
+    return in_copies_of(contextvars.copy_context(), initializer)
 
 
 class _RunOnce:
@@ -226,7 +226,7 @@ class ContextThreadPoolExecutor(ThreadPoolExecutor):
             """Return ``map(fn, *iterables)``, each call in a copy of the context at ``map()``."""
             if buffersize is not None:
                 # Later items are submitted wherever the caller iterates.
-                fn = _in_copies_of(contextvars.copy_context(), fn)
+                fn = in_copies_of(contextvars.copy_context(), fn)
             return super().map(
                 fn, *iterables, timeout=timeout, chunksize=chunksize, buffersize=buffersize
             )

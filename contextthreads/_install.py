@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, NamedTuple
 
 from . import _inherit
-from ._bind import _in_copies_of
+from ._bind import in_copies_of
 from ._executor import ContextThreadPoolExecutor
 from ._thread import ContextThread
 
@@ -181,7 +181,7 @@ def _patched_map(original: Callable[..., Any]) -> Callable[..., Any]:
     ) -> Any:
         if not _enabled or isinstance(self, _SELF_MANAGED):
             return original(self, fn, *iterables, **kwargs)
-        return original(self, _in_copies_of(_capture(), fn), *iterables, **kwargs)
+        return original(self, in_copies_of(_capture(), fn), *iterables, **kwargs)
 
     return functools.wraps(original)(map)
 

@@ -20,13 +20,14 @@ the tests that exercise ``Thread``, ``Timer`` and ``ThreadPoolExecutor``.
     ``threading.Thread`` itself is never rebound: the stdlib's own internals
     (``_MainThread``, ``_DummyThread``, the executor's workers) keep theirs.
 ``install``
-    Nothing is substituted; ``contextthreads.install()`` is called first. The
-    run reports itself skipped while ``install()`` does not exist.
+    Nothing is substituted; ``contextthreads.install()`` is called first. A
+    package that cannot be imported is a crash (exit status 2), never a skip.
 
 Every test that fails with ours is run again, in a fresh process, against the
 plain stdlib. A failure the stdlib shares is this machine's (reported, not
 counted against us); a failure only ours has is a fidelity bug, and the exit
-status is 1. Exit status 3 means the suite could not run here (reason printed).
+status is 1. Exit status 3 means this interpreter ships no such CPython suite
+(reason printed); 2, that the run crashed, an unimportable package included.
 
 Tests that start a fresh interpreter on a ``-c`` code string through
 ``test.support.script_helper`` (interpreter shutdown, daemon threads, fork,
@@ -513,12 +514,8 @@ def _setup_target(target: str) -> None:
 def _install() -> Callable[[], object]:
     import contextthreads
 
-    # Raises ImportError while install() does not exist yet.
-    found: Callable[[], object] | None = getattr(contextthreads, "install", None)
-    if found is None:
-        found = importlib.import_module("contextthreads._install").install
-    assert found is not None
-    return found
+    install: Callable[[], object] = contextthreads.install
+    return install
 
 
 def worker(
@@ -642,14 +639,18 @@ def mode() -> str:
 def orchestrate(suite: str, timeout: float, jobs: int, match: str | None = None) -> dict[str, Any]:
     target = mode()
     report: dict[str, Any] = {"suite": suite, "mode": target, "python": sys.version}
-    if suite == "futures":
-        report["borrowed_from"] = _adopt_donor()
-    why = _unavailable(suite)
-    if why is None and target == "install":
+    if target == "install":
         try:
             _install()
         except ImportError as exc:
-            why = f"install mode: contextthreads.install() is not importable yet ({exc})"
+            # Not "unavailable": a checkout run without `pip install -e .` must read red.
+            raise RuntimeError(
+                f"install mode: cannot import contextthreads.install() ({exc}); "
+                "install the package first: pip install -e ."
+            ) from exc
+    if suite == "futures":
+        report["borrowed_from"] = _adopt_donor()
+    why = _unavailable(suite)
     if why is not None:
         report.update(status="unavailable", reason=why)
         return report

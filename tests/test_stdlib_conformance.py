@@ -92,3 +92,21 @@ def test_runner_reports_a_difference_only_ours_has(tmp_path: Path) -> None:
     assert entry["stdlib"]["outcome"] == "passed"
     assert "<broken>" in entry["ours"]["detail"]
     assert "FIDELITY FAILURE" in proc.stdout
+
+
+def test_install_mode_fails_when_the_package_cannot_be_imported() -> None:
+    """Under install mode, a runner that cannot import contextthreads (here: started without
+    site-packages, as a checkout without ``pip install -e .``) crashes with exit status 2 and
+    says why; it never reports the suite unavailable (3), which the suites' tests skip on."""
+    env = dict(os.environ, CONTEXTTHREADS_STDLIB_MODE="install")
+    proc = subprocess.run(
+        [sys.executable, "-I", "-S", str(RUNNER), "threading", "-k", "test_various_ops"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=SUITE_TIMEOUT,
+        check=False,
+    )
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "cannot import contextthreads.install()" in proc.stderr
+    assert "pip install -e ." in proc.stderr

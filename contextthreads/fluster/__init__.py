@@ -15,33 +15,26 @@ something is serialized.
 
 from __future__ import annotations
 
-from ._actor import ActorClient, ActorServer, RemoteError, RemoteTraceback
-from ._cluster import (
-    Entrypoint,
-    FlusterClient,
-    JobHandle,
-    JobLauncher,
-    LocalCluster,
-    LocalProcessLauncher,
-    worker_command,
-)
+from ._actor import ActorClient, ActorServer
+from ._cluster import Entrypoint, FlusterClient, LocalCluster
+from ._codec import RemoteError, RemoteTraceback
 from ._context import FlusterContext, fluster_ctx, fluster_ctx_scope, get_fluster_ctx
 from ._controller import Controller, ControllerClient, Endpoint
-from ._http import RpcAuthError, RpcConnectionError, RpcError, RpcProtocolError, RpcTimeoutError
-from ._pool import (
+from ._dispatch import WorkerDispatcher
+from ._launcher import JobHandle, JobLauncher, LocalProcessLauncher, worker_command
+from ._pool import WorkerPool, WorkerPoolConfig
+from ._pool_types import (
     PoolBrokenError,
     PoolShutdownError,
     PoolStatus,
-    WorkerDispatcher,
     WorkerFailedError,
-    WorkerPool,
-    WorkerPoolConfig,
     WorkerStatus,
 )
 from ._ray import RayJob, RayLauncher
 from ._resolver import ClusterResolver, FixedResolver, ResolvedEndpoint, Resolver, ResolveResult
 from ._slurm import SlurmError, SlurmJob, SlurmLauncher
 from ._stream import FrameChannel
+from ._wire import RpcAuthError, RpcConnectionError, RpcError, RpcProtocolError, RpcTimeoutError
 
 __all__ = (
     "ActorClient",

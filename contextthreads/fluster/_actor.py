@@ -4,110 +4,34 @@ A method may also take over a connection: ``ActorClient.stream(method)``
 opens a signed frame stream (``_stream``) served by ``method(channel)`` on
 the server, for many calls over one connection.
 
-Arguments, results and exceptions travel as cloudpickle. A remote exception
-is raised on the caller with its own type and message, its remote traceback
-chained as ``__cause__``; one that cannot be pickled arrives as
-``RemoteError``. Infrastructure failures raise ``RpcError`` subclasses.
+Arguments, results and exceptions travel as cloudpickle (see ``_codec``). A
+remote exception is raised on the caller with its own type and message, its
+remote traceback chained as ``__cause__``; one that cannot be pickled arrives
+as ``RemoteError``. Infrastructure failures raise ``RpcError`` subclasses.
 """
 
 from __future__ import annotations
 
-import logging
 import threading
-import traceback
-from typing import Any, Callable, Mapping
+from typing import Any, Callable
 
-from . import _pickle
+from ._codec import (
+    decode_call,
+    decode_reply,
+    decode_stream_target,
+    encode_call,
+    encode_error,
+    encode_result,
+    encode_stream_target,
+)
 from ._context import fluster_ctx
 from ._http import Reply, SignedServer, SignedService, StreamServe, post
 from ._stream import FrameChannel, connect
 
-__all__ = ("ActorClient", "ActorServer", "RemoteError", "RemoteTraceback")
-
-logger = logging.getLogger("contextthreads.fluster")
+__all__ = ("ActorClient", "ActorServer")
 
 _CALL_PATH = "/call"
 _STREAM_PATH = "/stream"
-
-
-class RemoteError(Exception):
-    """Stand in for a remote exception that could not be sent back as itself."""
-
-    def __init__(self, type_name: str, message: str, remote_traceback: str = "") -> None:
-        super().__init__(f"{type_name}: {message}")
-        self.type_name = type_name
-        self.message = message
-        self.remote_traceback = remote_traceback
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return type(self), (self.type_name, self.message, self.remote_traceback)
-
-
-class RemoteTraceback(Exception):
-    """Carry the remote traceback of an exception, as its ``__cause__``."""
-
-    def __init__(self, text: str) -> None:
-        super().__init__(text)
-        self.text = text
-
-    def __str__(self) -> str:
-        return f'\n"""\n{self.text}"""'
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return type(self), (self.text,)
-
-
-def encode_call(actor: str, method: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> bytes:
-    """Return the request body for ``actor.method(*args, **kwargs)``; raise if unpicklable."""
-    return _pickle.dumps((actor, method, tuple(args), dict(kwargs)))
-
-
-def decode_reply(data: bytes) -> tuple[bool, Any]:
-    """Return ``(True, result)`` or ``(False, exception)`` from a verified reply body."""
-    status, value, remote_tb = _pickle.loads(data)
-    if status == "ok":
-        return True, value
-    if isinstance(value, BaseException) and value.__cause__ is None and remote_tb:
-        value.__cause__ = RemoteTraceback(remote_tb)
-    return False, value
-
-
-def encode_error(exc: BaseException) -> bytes:
-    """Return the reply body reporting ``exc``, with its traceback; ``decode_reply()``'s input."""
-    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    try:
-        return _pickle.dumps(("error", exc, text))
-    except Exception:
-        stand_in = RemoteError(type(exc).__qualname__, str(exc), text)
-        return _pickle.dumps(("error", stand_in, text))
-
-
-def encode_result(value: object, source: object, max_size: int | None = None) -> bytes:
-    """Return the reply body carrying ``value``, the result of ``source``.
-
-    ``source`` is the callable that returned it, or a description such as
-    ``"actor.method()"``; it is named only if something goes wrong. A value
-    that cannot be pickled is reported as a ``TypeError`` instead, and one
-    that pickles to more than ``max_size`` bytes as a ``ValueError``.
-    """
-    try:
-        body = _pickle.dumps(("ok", value, ""))
-    except Exception as exc:
-        return encode_error(TypeError(f"the result of {_describe(source)} cannot be sent: {exc}"))
-    if max_size is not None and len(body) > max_size:
-        return encode_error(
-            ValueError(
-                f"the result of {_describe(source)} is {len(body)} bytes pickled, more than a "
-                f"reply may carry ({max_size})"
-            )
-        )
-    return body
-
-
-def _describe(source: object) -> str:
-    if isinstance(source, str):
-        return source
-    return f"{_pickle.callable_name(source)}()"
 
 
 class ActorServer(SignedService):
@@ -163,7 +87,7 @@ class ActorServer(SignedService):
             return 404, b"not found\n"
 
         try:
-            actor_name, method_name, args, kwargs = _pickle.loads(body)
+            actor_name, method_name, args, kwargs = decode_call(body)
             value = self._method(actor_name, method_name)(*args, **kwargs)
         except BaseException as exc:
             return 200, encode_error(exc)
@@ -173,7 +97,7 @@ class ActorServer(SignedService):
         if path != _STREAM_PATH:
             return 404, b"not found\n"
         try:
-            actor_name, method_name = _pickle.loads(body)
+            actor_name, method_name = decode_stream_target(body)
             serve: StreamServe = self._method(actor_name, method_name)
         except Exception as exc:
             return 404, f"{type(exc).__name__}: {exc}\n".encode("utf-8", "replace")
@@ -219,7 +143,7 @@ class ActorClient:
             self.url,
             _STREAM_PATH,
             self._secret,
-            _pickle.dumps((self.actor_name, method)),
+            encode_stream_target(self.actor_name, method),
             self.timeout if timeout is None else timeout,
         )
 

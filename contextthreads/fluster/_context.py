@@ -6,16 +6,18 @@ import contextlib
 import contextvars
 import os
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Iterator, Mapping
-
-if TYPE_CHECKING:
-    from ._resolver import ClusterResolver
+from typing import Iterator, MutableMapping
 
 __all__ = (
+    "ENV_ADVERTISE_HOST",
+    "ENV_BIND_HOST",
     "ENV_CONTROLLER",
     "ENV_JOB_ID",
+    "ENV_LOG_LEVEL",
+    "ENV_ORPHAN_TIMEOUT",
     "ENV_SECRET",
     "FlusterContext",
+    "check_job_name",
     "context_from_env",
     "fluster_ctx",
     "fluster_ctx_scope",
@@ -27,6 +29,11 @@ __all__ = (
 ENV_JOB_ID = "FLUSTER_JOB_ID"
 ENV_CONTROLLER = "FLUSTER_CONTROLLER_ADDRESS"
 ENV_SECRET = "FLUSTER_SECRET"
+#: How a worker process is set up on its host (see ``contextthreads.fluster.worker``).
+ENV_ADVERTISE_HOST = "FLUSTER_ADVERTISE_HOST"
+ENV_BIND_HOST = "FLUSTER_BIND_HOST"
+ENV_LOG_LEVEL = "FLUSTER_LOG_LEVEL"
+ENV_ORPHAN_TIMEOUT = "FLUSTER_ORPHAN_TIMEOUT"
 
 
 def check_job_name(name: str, what: str = "job name") -> str:
@@ -80,12 +87,6 @@ class FlusterContext:
         """Return the id of a job called ``name`` submitted by this job."""
         return f"{self.job_id}/{check_job_name(name)}"
 
-    def resolver(self) -> ClusterResolver:
-        """Return a resolver for this context's controller (it reads the namespace per call)."""
-        from ._resolver import ClusterResolver
-
-        return ClusterResolver(self.controller_address)
-
     def to_env(self) -> dict[str, str]:
         """Return the environment variables from which ``context_from_env()`` rebuilds this."""
         return {
@@ -137,15 +138,26 @@ def fluster_ctx_scope(ctx: FlusterContext) -> Iterator[FlusterContext]:
         _current.reset(token)
 
 
-def context_from_env(environ: Mapping[str, str] | None = None) -> FlusterContext:
+def context_from_env(
+    environ: MutableMapping[str, str] | None = None,
+    *,
+    job_id: str | None = None,
+    controller_address: str | None = None,
+) -> FlusterContext:
     """Build the FlusterContext a worker process was launched with from its environment.
 
-    Raises ``RuntimeError`` naming the missing variables.
+    ``job_id`` and ``controller_address``, if given, stand in for their
+    variables; the secret comes from the environment only, and is removed
+    from ``environ`` (default ``os.environ``) as it is read, so that neither
+    the job nor the processes it starts see it there. Raises ``RuntimeError``
+    naming the missing variables.
     """
     env = os.environ if environ is None else environ
-    missing = [name for name in (ENV_JOB_ID, ENV_CONTROLLER, ENV_SECRET) if not env.get(name)]
+    secret = env.pop(ENV_SECRET, "")
+    job_id = job_id or env.get(ENV_JOB_ID, "")
+    controller_address = controller_address or env.get(ENV_CONTROLLER, "")
+    found = {ENV_JOB_ID: job_id, ENV_CONTROLLER: controller_address, ENV_SECRET: secret}
+    missing = [name for name, value in found.items() if not value]
     if missing:
         raise RuntimeError(f"missing environment variables: {', '.join(missing)}")
-    return FlusterContext(
-        job_id=env[ENV_JOB_ID], controller_address=env[ENV_CONTROLLER], secret=env[ENV_SECRET]
-    )
+    return FlusterContext(job_id=job_id, controller_address=controller_address, secret=secret)

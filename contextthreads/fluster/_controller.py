@@ -14,7 +14,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from ._http import Reply, RpcProtocolError, SignedServer, SignedService, post
+from ._http import Reply, SignedServer, SignedService, post
+from ._wire import RpcProtocolError
 
 __all__ = ("Controller", "ControllerClient", "Endpoint")
 

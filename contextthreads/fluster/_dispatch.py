@@ -2,97 +2,41 @@
 
 from __future__ import annotations
 
-import collections
-import enum
 import logging
 import socket
 import threading
 import time
-from concurrent.futures import Future
-from typing import TYPE_CHECKING, Any, Callable, ClassVar
+from typing import TYPE_CHECKING, Callable, ClassVar
 
 from .._thread import ContextThread
-from ._actor import ActorClient, decode_reply
-from ._executor import worker_actor_name
-from ._http import RpcConnectionError, RpcError, as_rpc_error
+from ._actor import ActorClient
+from ._codec import decode_reply
+from ._pool_state import STOP, PoolState
+from ._pool_types import Task, Worker
+from ._wire import RpcConnectionError, RpcError, as_rpc_error
 
 if TYPE_CHECKING:
-    from ._pool import WorkerPool
+    from ._cluster import FlusterClient
+    from ._resolver import Resolver
     from ._stream import FrameChannel
 
-__all__ = ("WorkerDispatcher", "WorkerStatus")
+__all__ = ("WorkerDispatcher",)
 
 logger = logging.getLogger("contextthreads.fluster")
-
-
-class WorkerStatus(enum.Enum):
-    """Where a worker is in its life, as its dispatcher sees it."""
-
-    PENDING = "PENDING"  # launched, endpoint not registered yet
-    IDLE = "IDLE"
-    BUSY = "BUSY"
-    FAILED = "FAILED"  # gone for good: its dispatcher has stopped
-
-
-class _Task:
-    __slots__ = ("fn_name", "future", "payload", "retries_left", "started", "task_id")
-
-    def __init__(self, task_id: str, fn_name: str, payload: bytes, retries: int) -> None:
-        self.task_id = task_id
-        self.fn_name = fn_name
-        self.payload = payload
-        self.future: Future[Any] = Future()
-        self.retries_left = retries
-        self.started = False
-
-
-class _Worker:
-    """A worker's state as the pool sees it. Guarded by the pool's lock."""
-
-    def __init__(self, index: int, pool_id: str, job_id: str) -> None:
-        self.worker_id = f"worker-{index}"
-        self.worker_name = worker_actor_name(pool_id, index)
-        self.job_id = job_id
-        self.status = WorkerStatus.PENDING
-        self.endpoint_url: str | None = None
-        self.pid: int | None = None
-        #: Tasks sent to the worker and not answered yet, oldest (the running one) first.
-        self.in_flight: collections.deque[_Task] = collections.deque()
-        self.tasks_completed = 0
-        self.tasks_failed = 0
-        self.error: str | None = None
-
-    @property
-    def current_task_id(self) -> str | None:
-        """Return the id of the task the worker is running, if any."""
-        return self.in_flight[0].task_id if self.in_flight else None
-
-    def describe(self) -> dict[str, Any]:
-        return {
-            "worker_id": self.worker_id,
-            "worker_name": self.worker_name,
-            "job_id": self.job_id,
-            "status": self.status.value,
-            "endpoint_url": self.endpoint_url,
-            "pid": self.pid,
-            "current_task_id": self.current_task_id,
-            "tasks_completed": self.tasks_completed,
-            "tasks_failed": self.tasks_failed,
-            "error": self.error,
-        }
 
 
 class WorkerDispatcher:
     """Feed one worker: find its endpoint, then stream it tasks from the pool's queue.
 
     Runs on a ``thread_class`` thread (``ContextThread``), started in the
-    context of whoever calls ``start()``: the resolver reads the
-    FlusterContext from there. Tasks go over one signed frame stream to the
-    worker, which runs them one at a time. While a task runs, the next may
-    already wait in the connection (up to ``max_in_flight`` in all), but only
-    when no other worker is idle and it is small, so the worker never waits
-    for the network between tasks. All state it changes lives in the pool,
-    under the pool's lock.
+    context of whoever calls ``start()``: the ``resolver`` reads the
+    FlusterContext from there. Tasks go over one frame stream signed with
+    ``secret`` to the worker, which runs them one at a time. While a task
+    runs, the next may already wait in the connection (up to
+    ``max_in_flight`` in all), but only when no other worker is idle and it
+    is small, so the worker never waits for the network between tasks. Each
+    task's answer must come within ``timeout`` seconds. Every change it makes
+    goes through ``state``, the pool's; ``client`` stops a failed worker's job.
     """
 
     thread_class: ClassVar[Callable[..., threading.Thread]] = ContextThread
@@ -100,16 +44,31 @@ class WorkerDispatcher:
     max_in_flight: ClassVar[int] = 2
     #: Largest serialized task sent to a busy worker; bigger ones wait for an idle one.
     max_waiting_size: ClassVar[int] = 32 * 1024
+    #: How long an idle dispatcher waits for a task before it checks on its worker's job.
+    idle_check: ClassVar[float] = 0.5
 
-    def __init__(self, pool: WorkerPool, worker: _Worker) -> None:
-        self._pool = pool
+    def __init__(
+        self,
+        state: PoolState,
+        worker: Worker,
+        *,
+        client: FlusterClient,
+        resolver: Resolver,
+        secret: str,
+        timeout: float,
+    ) -> None:
+        self._state = state
         self._worker = worker
+        self._client = client
+        self._resolver = resolver
+        self._secret = secret
+        self._timeout = timeout
         self._channel: FrameChannel | None = None
         # When the oldest task in flight started to count against the timeout.
         self._clock = 0.0
         self._thread = self.thread_class(
             target=self._run,
-            name=f"fluster-dispatch-{pool.pool_id}-{worker.worker_id}",
+            name=f"fluster-dispatch-{state.pool_id}-{worker.worker_id}",
             daemon=True,
         )
 
@@ -128,31 +87,30 @@ class WorkerDispatcher:
                 self._dispatch()
         except BaseException as exc:
             logger.exception("dispatcher for %s crashed", self._worker.worker_id)
-            self._pool._worker_failed(self._worker, f"dispatcher crashed: {exc!r}")
+            self._fail(f"dispatcher crashed: {exc!r}")
             raise
         finally:
             if self._channel is not None:
                 self._channel.close()
 
     def _dispatch(self) -> None:
-        pool, worker = self._pool, self._worker
+        state, worker = self._state, self._worker
         while True:
             if not worker.in_flight:
-                task = pool._next_task(worker)
-                if task is _STOP:
+                task = state.next_task(worker, self.idle_check)
+                if task is STOP:
                     return
                 if task is None:
-                    code = pool._exit_code(worker)
+                    code = self._exit_code()
                     if code is not None:
-                        pool._worker_failed(worker, f"job exited with code {code}")
+                        self._fail(f"job exited with code {code}")
                         return
                     continue
-                assert isinstance(task, _Task)
                 self._clock = time.monotonic()
             else:
                 task = None
                 if len(worker.in_flight) < self.max_in_flight:
-                    task = pool._next_task_nowait(worker, self.max_waiting_size)
+                    task = state.next_task_nowait(worker, self.max_waiting_size)
                 if task is None:
                     # Nothing more to hand over: wait for the oldest answer.
                     if not self._receive():
@@ -162,31 +120,35 @@ class WorkerDispatcher:
                 return
 
     def _discover(self) -> bool:
+        name, stopping = self._worker.worker_name, self._state.stopping
         delay = 0.02
-        while not self._pool._stopping.is_set():
+        while not stopping.is_set():
             try:
-                result = self._pool._resolver.resolve(self._worker.worker_name)
+                result = self._resolver.resolve(name)
             except RpcError as exc:
-                logger.debug("resolving %s: %s (will retry)", self._worker.worker_name, exc)
+                logger.debug("resolving %s: %s (will retry)", name, exc)
             except Exception as exc:
-                self._pool._worker_failed(
-                    self._worker, f"resolving {self._worker.worker_name!r} failed: {exc!r}"
-                )
+                self._fail(f"resolving {name!r} failed: {exc!r}")
                 return False
             else:
                 if not result.is_empty:
-                    return self._pool._worker_ready(self._worker, result.first())
-            code = self._pool._exit_code(self._worker)
+                    endpoint = result.first()
+                    pid = endpoint.metadata.get("pid", "")
+                    ready = self._state.worker_ready(
+                        self._worker, endpoint.url, int(pid) if pid.isdigit() else None
+                    )
+                    if ready:
+                        logger.info("pool %s: %s ready at %s", *self._names(), endpoint.url)
+                    return ready
+            code = self._exit_code()
             if code is not None:
-                self._pool._worker_failed(
-                    self._worker, f"job exited with code {code} before registering"
-                )
+                self._fail(f"job exited with code {code} before registering")
                 return False
-            self._pool._stopping.wait(delay)
+            stopping.wait(delay)
             delay = min(delay * 2, 0.5)
         return False
 
-    def _send(self, task: _Task) -> bool:
+    def _send(self, task: Task) -> bool:
         # Returns whether the worker is still usable; if not, its tasks are settled.
         worker = self._worker
         if self._channel is None:
@@ -195,14 +157,14 @@ class WorkerDispatcher:
                 self._channel = ActorClient(
                     worker.endpoint_url,
                     worker.worker_name,
-                    secret=self._pool._secret,
-                    timeout=self._pool._timeout,
+                    secret=self._secret,
+                    timeout=self._timeout,
                 ).stream("serve")
             except Exception as exc:  # RpcError: the worker cannot be reached
                 return self._lost(exc, delivered=False)
         try:
             # A send blocks only while the worker, busy with a task, reads nothing.
-            self._channel.settimeout(self._pool._timeout)
+            self._channel.settimeout(self._timeout)
             self._channel.send(task.payload)
         except Exception as exc:  # OSError: the worker is gone
             return self._lost(exc)
@@ -212,7 +174,7 @@ class WorkerDispatcher:
         # Settles the oldest task in flight; returns whether the worker is still usable.
         assert self._channel is not None
         try:
-            remaining = self._clock + self._pool._timeout - time.monotonic()
+            remaining = self._clock + self._timeout - time.monotonic()
             if remaining <= 0:
                 raise socket.timeout("timed out")
             self._channel.settimeout(remaining)
@@ -227,16 +189,38 @@ class WorkerDispatcher:
             ok, value = decode_reply(reply)
         except Exception as exc:  # the result or exception does not unpickle here
             ok, value = False, exc
-        self._pool._task_finished(self._worker, ok, value)
+        self._state.task_finished(self._worker, ok, value)
         return True
 
     def _lost(self, exc: Exception, *, delivered: bool = True) -> bool:
         # The worker cannot be used any more: fail it, settling what it held.
-        error = as_rpc_error(exc, str(self._worker.endpoint_url), self._pool._timeout)
-        self._pool._worker_failed(
-            self._worker, f"{type(error).__name__}: {error}", delivered=delivered
-        )
+        error = as_rpc_error(exc, str(self._worker.endpoint_url), self._timeout)
+        self._fail(f"{type(error).__name__}: {error}", delivered=delivered)
         return False
 
+    def _names(self) -> tuple[str, str]:
+        return self._state.pool_id, self._worker.worker_id
 
-_STOP = object()
+    def _fail(self, reason: str, *, delivered: bool = True) -> None:
+        # Fail the worker (settling its tasks), then stop its job, whose state is unknown.
+        held = ", ".join(task.task_id for task in self._worker.in_flight)
+        requeued = self._state.worker_failed(self._worker, reason, delivered=delivered)
+        if requeued is None:
+            return  # failed already
+        if held:
+            message = "pool %s: %s failed holding %s (%s); %d re-queued"
+            logger.warning(message, *self._names(), held, reason, requeued)
+        else:
+            logger.warning("pool %s: %s failed: %s", *self._names(), reason)
+        if self._state.stopping.is_set():
+            return  # shutdown terminates every job itself
+        try:
+            self._client.terminate(self._worker.job_id)
+        except Exception:
+            logger.debug("terminating %s failed", self._worker.job_id, exc_info=True)
+
+    def _exit_code(self) -> int | None:
+        try:
+            return self._client.poll(self._worker.job_id)
+        except KeyError:
+            return None

@@ -10,105 +10,46 @@ request may instead upgrade its connection to a frame stream (``_stream``).
 from __future__ import annotations
 
 import contextvars
-import hashlib
-import hmac
 import http.client
 import logging
-import os
 import socket
 import threading
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any, Callable, Tuple, TypeVar, Union
+from typing import Any, Callable, Tuple, TypeVar, Union
 
 from .._thread import ContextThread
-
-if TYPE_CHECKING:
-    from ._stream import FrameChannel
+from ._stream import FrameChannel, ServerHandshake
+from ._wire import (
+    MAX_BODY,
+    SIGNATURE_HEADER,
+    SIGNATURE_LENGTH,
+    STREAM_PROTOCOL,
+    RpcAuthError,
+    RpcProtocolError,
+    as_rpc_error,
+    refused_signature,
+    sign,
+    split_address,
+    verify,
+)
 
 __all__ = (
-    "SIGNATURE_HEADER",
-    "STREAM_PROTOCOL",
-    "RpcAuthError",
-    "RpcConnectionError",
-    "RpcError",
-    "RpcProtocolError",
-    "RpcTimeoutError",
+    "Reply",
     "SignedServer",
     "SignedService",
-    "as_rpc_error",
+    "StreamOpener",
+    "StreamServe",
     "post",
-    "sign",
-    "verify",
 )
 
 logger = logging.getLogger("contextthreads.fluster")
 
-SIGNATURE_HEADER = "X-Fluster-Signature"
-#: The ``Upgrade`` token of a signed frame stream.
-STREAM_PROTOCOL = "fluster-stream"
-#: Requests larger than this are refused (413) without being read.
-MAX_BODY = 256 * 1024 * 1024
-_SIGNATURE_LENGTH = 64
-
 #: (HTTP status, body) as a server's dispatch function returns it.
 Reply = Tuple[int, bytes]
 #: What a server's stream opener returns: a function that serves the stream, or a refusal.
-StreamServe = Callable[["FrameChannel"], None]
+StreamServe = Callable[[FrameChannel], None]
 StreamOpener = Callable[[str, bytes], Union[StreamServe, Reply]]
-
-
-class RpcError(Exception):
-    """A call did not get a usable answer: the infrastructure failed, not the remote code."""
-
-
-class RpcConnectionError(RpcError, ConnectionError):
-    """The server could not be reached, or dropped the connection before answering."""
-
-
-class RpcTimeoutError(RpcError, TimeoutError):
-    """The server did not answer within the call's timeout."""
-
-
-class RpcAuthError(RpcError):
-    """The server refused our signature (401), or its reply was not signed with our secret."""
-
-
-class RpcProtocolError(RpcError):
-    """The server answered with an unexpected status or a malformed body."""
-
-
-def as_rpc_error(exc: Exception, where: str, timeout: float | None) -> Exception:
-    """Return the ``RpcError`` a caller of ``where`` sees for the failure ``exc``.
-
-    A socket timeout becomes ``RpcTimeoutError`` and any other socket or
-    HTTP failure ``RpcConnectionError``, with ``exc`` as its cause; an
-    ``RpcError``, or anything else, is returned as it is.
-    """
-    if isinstance(exc, RpcError):
-        return exc
-    if isinstance(exc, socket.timeout):
-        error: RpcError = RpcTimeoutError(f"no answer from {where} within {timeout}s")
-    elif isinstance(exc, (OSError, http.client.HTTPException)):
-        error = RpcConnectionError(f"{where}: {type(exc).__name__}: {exc}")
-    else:
-        return exc
-    error.__cause__ = exc
-    return error
-
-
-def sign(secret: str, body: bytes) -> str:
-    """Return the hex HMAC-SHA256 of ``body`` keyed with ``secret``."""
-    return hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
-
-
-def verify(secret: str, body: bytes, signature: str | None) -> bool:
-    """Return True if ``signature`` is ``body``'s signature under ``secret`` (constant time)."""
-    if signature is None:
-        return False
-    # Header values arrive decoded as latin-1; encoding back never fails.
-    given = signature.strip().encode("latin-1", "replace")
-    return hmac.compare_digest(sign(secret, body).encode("ascii"), given)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -141,7 +82,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _handle(self) -> None:
         signature = self.headers.get(SIGNATURE_HEADER)
-        if signature is None or len(signature.strip()) != _SIGNATURE_LENGTH:
+        if signature is None or len(signature.strip()) != SIGNATURE_LENGTH:
             self._refuse()
             return
         try:
@@ -170,19 +111,18 @@ class _Handler(BaseHTTPRequestHandler):
         self._reply(status, reply, signed=True)
 
     def _upgrade(self, path: str, body: bytes) -> None:
-        from . import _stream
-
         self.close_connection = True
         opener = self.server.open_stream
         if opener is None or self.command != "POST":
             self._reply(404, b"no streams here\n", signed=True)
             return
-        if len(body) < _stream.NONCE_SIZE:
-            self._reply(400, b"a stream request starts with a nonce\n", signed=True)
-            return
-        client_nonce = body[: _stream.NONCE_SIZE]
         try:
-            opened = opener(path, body[_stream.NONCE_SIZE :])
+            handshake = ServerHandshake(self.server.secret, body)
+        except ValueError as exc:
+            self._reply(400, f"{exc}\n".encode(), signed=True)
+            return
+        try:
+            opened = opener(path, handshake.body)
         except Exception:
             logger.exception(
                 "fluster server %s failed to open a stream on %s", self.server.name, path
@@ -191,24 +131,15 @@ class _Handler(BaseHTTPRequestHandler):
         if isinstance(opened, tuple):
             self._reply(*opened, signed=True)
             return
-        server_nonce = os.urandom(_stream.NONCE_SIZE)
-        secret = self.server.secret
         self.send_response(101)
-        self.send_header("Connection", "Upgrade")
-        self.send_header("Upgrade", STREAM_PROTOCOL)
-        self.send_header(_stream.NONCE_HEADER, server_nonce.hex())
-        self.send_header(
-            SIGNATURE_HEADER, _stream.accept_signature(secret, client_nonce, server_nonce)
-        )
+        for name, value in handshake.headers():
+            self.send_header(name, value)
         self.end_headers()
         # A stream idles between calls for as long as its client likes; it ends with the
         # client's connection, or with this process.
         self.connection.settimeout(None)
-        channel = _stream.server_channel(
-            self.connection, self.rfile, secret, client_nonce, server_nonce
-        )
         try:
-            opened(channel)
+            opened(handshake.channel(self.connection, self.rfile))
         except (RpcAuthError, RpcProtocolError) as exc:
             # A forged, replayed or mangled frame: the stream is over, and someone should know.
             logger.warning(
@@ -357,10 +288,8 @@ def post(url: str, path: str, body: bytes, secret: str, timeout: float | None) -
     ``RpcError`` subclass on any failure; never returns an unverified body.
     Thread-safe: each call uses its own connection.
     """
-    parts = urllib.parse.urlsplit(url)
-    if parts.scheme != "http" or not parts.hostname or parts.port is None:
-        raise ValueError(f"expected an address like http://host:port, got {url!r}")
-    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
+    host, port, _ = split_address(url)
+    connection = http.client.HTTPConnection(host, port, timeout=timeout)
     try:
         connection.request(
             "POST",
@@ -376,7 +305,7 @@ def post(url: str, path: str, body: bytes, secret: str, timeout: float | None) -
     finally:
         connection.close()
     if status == 401:
-        raise RpcAuthError(f"{url}{path} refused our signature: is the cluster secret the same?")
+        raise refused_signature(f"{url}{path}")
     if not verify(secret, data, reply_signature):
         raise RpcAuthError(f"the reply from {url}{path} is not signed with the cluster secret")
     if status != 200:

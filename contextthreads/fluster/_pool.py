@@ -10,68 +10,34 @@ raise ``RuntimeError``. Dispatchers take tasks from one shared queue.
 
 from __future__ import annotations
 
-import collections
 import contextvars
-import itertools
 import logging
 import threading
-import time
 import uuid
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, Sequence
 
 from . import _pickle
-from ._cluster import TERMINATE_GRACE, Entrypoint, FlusterClient
+from ._cluster import Entrypoint, FlusterClient
+from ._codec import encode_task
 from ._context import check_job_name, fluster_ctx
-from ._dispatch import _STOP, WorkerDispatcher, WorkerStatus, _Task, _Worker
-from ._executor import serve_worker
-from ._http import MAX_BODY
-from ._resolver import ResolvedEndpoint, Resolver
+from ._dispatch import WorkerDispatcher
+from ._launcher import TERMINATE_GRACE
+from ._pool_state import PoolState
+from ._pool_types import PoolStatus, Worker
+from ._pool_worker import serve_worker, worker_actor_name
+from ._resolver import Resolver
+from ._wire import MAX_BODY
 
 if TYPE_CHECKING:
     from .._typing import P, T
 
-__all__ = (
-    "PoolBrokenError",
-    "PoolShutdownError",
-    "PoolStatus",
-    "WorkerDispatcher",
-    "WorkerFailedError",
-    "WorkerPool",
-    "WorkerPoolConfig",
-    "WorkerStatus",
-)
+__all__ = ("WorkerPool", "WorkerPoolConfig")
 
 logger = logging.getLogger("contextthreads.fluster")
 
 _MISSING = object()
-
-
-class WorkerFailedError(RuntimeError):
-    """A task was lost because the worker running it failed, and it had no retries left."""
-
-    def __init__(self, message: str, *, worker_id: str, job_id: str, task_id: str) -> None:
-        super().__init__(message)
-        self.worker_id = worker_id
-        self.job_id = job_id
-        self.task_id = task_id
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        fields = {"worker_id": self.worker_id, "job_id": self.job_id, "task_id": self.task_id}
-        return _rebuild_worker_failed, (str(self), fields)
-
-
-def _rebuild_worker_failed(message: str, fields: dict[str, str]) -> WorkerFailedError:
-    return WorkerFailedError(message, **fields)
-
-
-class PoolBrokenError(RuntimeError):
-    """Every worker of the pool has failed: nothing can run its tasks any more."""
-
-
-class PoolShutdownError(RuntimeError):
-    """The pool was shut down while the task was running, or before it could be retried."""
 
 
 @dataclass(frozen=True)
@@ -111,22 +77,6 @@ class WorkerPoolConfig:
         object.__setattr__(self, "context_vars", variables)
 
 
-@dataclass(frozen=True)
-class PoolStatus:
-    """A consistent snapshot of a pool, taken under its lock."""
-
-    pool_id: str
-    num_workers: int
-    workers_idle: int
-    workers_busy: int
-    workers_pending: int
-    workers_failed: int
-    tasks_queued: int
-    tasks_completed: int
-    tasks_failed: int
-    worker_details: list[dict[str, Any]] = field(default_factory=list)
-
-
 class WorkerPool:
     """Run callables on a pool of worker processes launched as jobs of ``client``'s cluster.
 
@@ -136,7 +86,8 @@ class WorkerPool:
     there. ``timeout`` bounds each task's call to its worker: a task that
     takes longer counts as a worker failure. ``submit()``, ``map()``,
     ``status()``, ``wait_for_workers()`` and ``shutdown()`` are thread-safe;
-    all worker state changes under one lock. Every future ends: with a
+    every change of state is a ``PoolState`` transition, under one lock.
+    Every future ends: with a
     result, the task's exception, a ``WorkerFailedError``,
     ``PoolBrokenError`` or ``PoolShutdownError``, or cancelled.
     """
@@ -163,31 +114,21 @@ class WorkerPool:
         self._timeout = float(timeout)
         self._startup_timeout = float(startup_timeout)
         self._resolver: Resolver = resolver if resolver is not None else client.resolver()
-        self._pool_id = uuid.uuid4().hex[:8]
-        self._lock = threading.Condition(threading.Lock())
-        self._queue: collections.deque[_Task] = collections.deque()
-        self._workers: list[_Worker] = []
+        self._state = PoolState(uuid.uuid4().hex[:8], config.num_workers, config.max_retries)
         self._dispatchers: list[WorkerDispatcher] = []
-        self._state = "new"
-        self._stopping = threading.Event()
-        self._task_ids = itertools.count()
-        self._tasks_completed = 0
-        self._tasks_failed = 0
-        self._secret = ""
 
     def __repr__(self) -> str:
-        return f"WorkerPool(pool_id={self._pool_id!r}, num_workers={self._config.num_workers})"
+        return f"WorkerPool(pool_id={self.pool_id!r}, num_workers={self._config.num_workers})"
 
     @property
     def pool_id(self) -> str:
         """Return this pool's random id, part of every worker's name."""
-        return self._pool_id
+        return self._state.pool_id
 
     @property
     def job_ids(self) -> list[str]:
         """Return the job ids of the workers launched so far."""
-        with self._lock:
-            return [worker.job_id for worker in self._workers]
+        return [worker.job_id for worker in self._state.workers()]
 
     # -- life cycle ---------------------------------------------------------
 
@@ -206,30 +147,36 @@ class WorkerPool:
     def start(self) -> None:
         """Launch the worker jobs and start their dispatchers, in the current FlusterContext."""
         ctx = fluster_ctx()
-        with self._lock:
-            if self._state != "new":
-                raise RuntimeError("a WorkerPool can be started only once")
-            self._state = "starting"
-        self._secret = ctx.secret
+        state, pool_id = self._state, self.pool_id
+        state.begin_start()
         try:
             for index in range(self._config.num_workers):
                 job_id = self._client.submit(
-                    Entrypoint(serve_worker, (self._pool_id, index)),
-                    name=f"{self._config.name_prefix}-{self._pool_id}-{index}",
+                    Entrypoint(serve_worker, (pool_id, index)),
+                    name=f"{self._config.name_prefix}-{pool_id}-{index}",
                 )
-                with self._lock:
-                    self._workers.append(_Worker(index, self._pool_id, job_id))
+                state.add_worker(Worker(index, worker_actor_name(pool_id, index), job_id))
         except BaseException:
-            with self._lock:
-                self._state = "shutdown"
+            state.shut_down()
             self._terminate_jobs()
             raise
-        with self._lock:
-            self._state = "running"
-            self._dispatchers = [self.dispatcher_class(self, w) for w in self._workers]
+        if not state.start_running():
+            self._terminate_jobs()
+            raise RuntimeError(f"pool {pool_id} was shut down while it started")
+        self._dispatchers = [
+            self.dispatcher_class(
+                state,
+                worker,
+                client=self._client,
+                resolver=self._resolver,
+                secret=ctx.secret,
+                timeout=self._timeout,
+            )
+            for worker in state.workers()
+        ]
         for dispatcher in self._dispatchers:
             dispatcher.start()
-        logger.info("pool %s launched %d workers", self._pool_id, len(self._workers))
+        logger.info("pool %s launched %d workers", pool_id, len(self._dispatchers))
 
     def wait_for_workers(self, min_workers: int | None = None, timeout: float = 60.0) -> None:
         """Block until ``min_workers`` (default: all) workers are ready, at most ``timeout`` s.
@@ -237,31 +184,7 @@ class WorkerPool:
         Raises ``TimeoutError`` when time runs out, and ``PoolBrokenError`` at
         once when too many workers have failed for the count ever to be met.
         """
-        need = self._config.num_workers if min_workers is None else min_workers
-        if not 1 <= need <= self._config.num_workers:
-            raise ValueError(f"min_workers must be in 1..{self._config.num_workers}, got {need}")
-        deadline = time.monotonic() + timeout
-        with self._lock:
-            while True:
-                if self._state not in ("running", "starting"):
-                    raise RuntimeError(f"pool {self._pool_id} is not running ({self._state})")
-                ready = sum(
-                    w.status in (WorkerStatus.IDLE, WorkerStatus.BUSY) for w in self._workers
-                )
-                alive = ready + sum(w.status is WorkerStatus.PENDING for w in self._workers)
-                if ready >= need:
-                    return
-                if alive < need:
-                    raise PoolBrokenError(
-                        f"pool {self._pool_id}: only {alive} workers left, {need} needed; "
-                        + self._failures_locked()
-                    )
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise TimeoutError(
-                        f"pool {self._pool_id}: {ready} of {need} workers ready after {timeout}s"
-                    )
-                self._lock.wait(remaining)
+        self._state.wait_for_workers(min_workers, timeout)
 
     def shutdown(
         self, wait: bool = True, *, cancel_futures: bool = False, timeout: float | None = None
@@ -275,37 +198,19 @@ class WorkerPool:
         tasks are cancelled, worker jobs terminated (tasks still running fail
         with ``PoolShutdownError``) and, with ``wait``, dispatchers joined.
         """
-        with self._lock:
-            first = self._state != "shutdown"
-            was_running = self._state == "running"
-            self._state = "shutdown"
-            cancelled = self._drain_locked() if cancel_futures else []
-            self._lock.notify_all()
-        logger.info("pool %s: shutting down (wait=%s)", self._pool_id, wait)
-        self._abandon(cancelled)
+        first, was_running = self._state.shut_down(cancel_futures)
+        logger.info("pool %s: shutting down (wait=%s)", self.pool_id, wait)
         if wait and was_running:
             limit = self._timeout if timeout is None else timeout
-            deadline = time.monotonic() + limit
-            with self._lock:
-                while self._busy_locked() and not self._broken_locked():
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        logger.warning(
-                            "pool %s: shutdown stopped waiting after %ss", self._pool_id, limit
-                        )
-                        break
-                    self._lock.wait(remaining)
-        with self._lock:
-            self._stopping.set()
-            leftovers = self._drain_locked()
-            self._lock.notify_all()
-        self._abandon(leftovers)
+            if not self._state.wait_until_drained(limit):
+                logger.warning("pool %s: shutdown stopped waiting after %ss", self.pool_id, limit)
+        self._state.stop()
         if first:
             self._terminate_jobs()
         if wait:
             for dispatcher in self._dispatchers:
                 if not dispatcher.join(TERMINATE_GRACE):
-                    logger.warning("pool %s: a dispatcher did not stop in time", self._pool_id)
+                    logger.warning("pool %s: a dispatcher did not stop in time", self.pool_id)
 
     # -- tasks --------------------------------------------------------------
 
@@ -320,28 +225,14 @@ class WorkerPool:
         """
         if not callable(fn):
             raise TypeError(f"submit() needs a callable, not {type(fn).__name__}")
-        self._check_accepting()
+        self._state.check_accepting()
         values = []
         for var in self._config.context_vars:
             value = var.get(_MISSING)
             if value is not _MISSING:
                 values.append((var, value))
-        name = _pickle.callable_name(fn)
-        try:
-            payload = _pickle.dumps((fn, args, kwargs, tuple(values)))
-        except Exception as exc:
-            raise TypeError(f"cannot send {name}() and its arguments to a worker: {exc}") from exc
-        if len(payload) > self.max_task_size:
-            raise ValueError(
-                f"{name}() and its arguments are {len(payload)} bytes pickled, more than a task "
-                f"may carry ({self.max_task_size})"
-            )
-        with self._lock:
-            self._check_accepting_locked()
-            task = _Task(f"task-{next(self._task_ids)}", name, payload, self._config.max_retries)
-            self._queue.append(task)
-            self._lock.notify_all()
-        return task.future
+        payload = encode_task(fn, args, kwargs, values, self.max_task_size)
+        return self._state.submit(_pickle.callable_name(fn), payload).future
 
     def map(self, fn: Callable[[Any], T], items: Iterable[Any]) -> list[Future[T]]:
         """Submit ``fn(item)`` for each item; return the futures in order."""
@@ -349,240 +240,14 @@ class WorkerPool:
 
     def status(self) -> PoolStatus:
         """Return a snapshot of workers and task counts, all taken at one instant."""
-        with self._lock:
-            counts = collections.Counter(w.status for w in self._workers)
-            return PoolStatus(
-                pool_id=self._pool_id,
-                num_workers=self._config.num_workers,
-                workers_idle=counts[WorkerStatus.IDLE],
-                workers_busy=counts[WorkerStatus.BUSY],
-                workers_pending=counts[WorkerStatus.PENDING],
-                workers_failed=counts[WorkerStatus.FAILED],
-                tasks_queued=len(self._queue),
-                tasks_completed=self._tasks_completed,
-                tasks_failed=self._tasks_failed,
-                worker_details=[w.describe() for w in self._workers],
-            )
+        return self._state.status()
 
-    # -- internals, called by dispatchers --------------------------------------
-
-    def _check_accepting(self) -> None:
-        with self._lock:
-            self._check_accepting_locked()
-
-    def _check_accepting_locked(self) -> None:
-        if self._state == "shutdown":
-            raise RuntimeError(f"cannot submit to pool {self._pool_id}: it has been shut down")
-        if self._state != "running":
-            raise RuntimeError(f"pool {self._pool_id} is not started: use 'with WorkerPool(...)'")
-        if self._broken_locked():
-            raise PoolBrokenError(
-                f"every worker of pool {self._pool_id} has failed; " + self._failures_locked()
-            )
-
-    def _broken_locked(self) -> bool:
-        return bool(self._workers) and all(w.status is WorkerStatus.FAILED for w in self._workers)
-
-    def _busy_locked(self) -> bool:
-        return bool(self._queue) or any(w.status is WorkerStatus.BUSY for w in self._workers)
-
-    def _failures_locked(self) -> str:
-        return "; ".join(
-            f"{w.worker_id}: {w.error}" for w in self._workers if w.status is WorkerStatus.FAILED
-        )
-
-    def _drain_locked(self) -> list[_Task]:
-        tasks = list(self._queue)
-        self._queue.clear()
-        return tasks
-
-    def _abandon(self, tasks: Iterable[_Task], error: BaseException | None = None) -> None:
-        # Outside the lock: completing a future runs its callbacks.
-        for task in tasks:
-            if not task.started:
-                if error is None:
-                    task.future.cancel()
-                # Moves a cancelled future to CANCELLED_AND_NOTIFIED, which is what
-                # wakes concurrent.futures.wait() and as_completed().
-                if not task.future.set_running_or_notify_cancel():
-                    continue
-            task.future.set_exception(
-                error
-                or PoolShutdownError(f"pool {self._pool_id} shut down before {task.task_id} ran")
-            )
-
-    def _exit_code(self, worker: _Worker) -> int | None:
-        try:
-            return self._client.poll(worker.job_id)
-        except KeyError:
-            return None
-
-    def _next_task(self, worker: _Worker) -> object:
-        with self._lock:
-            while True:
-                if self._stopping.is_set() or worker.status is WorkerStatus.FAILED:
-                    return _STOP
-                task = self._pop_locked(worker)
-                if task is not None:
-                    return task
-                if not self._lock.wait(0.5):
-                    return None  # a chance to notice that the job died while idle
-
-    def _next_task_nowait(self, worker: _Worker, max_size: int) -> _Task | None:
-        """Hand a busy worker one more task, if no other worker is idle to take it.
-
-        Only a task of at most ``max_size`` bytes: it waits in the connection
-        behind the running one, and must fit in the socket buffers there.
-        """
-        with self._lock:
-            if (
-                self._stopping.is_set()
-                or worker.status is WorkerStatus.FAILED
-                or any(w.status is WorkerStatus.IDLE for w in self._workers)
-            ):
-                return None
-            return self._pop_locked(worker, max_size)
-
-    def _pop_locked(self, worker: _Worker, max_size: int | None = None) -> _Task | None:
-        while self._queue:
-            task = self._queue[0]
-            if max_size is not None and len(task.payload) > max_size:
-                return None
-            self._queue.popleft()
-            if not task.started:
-                if not task.future.set_running_or_notify_cancel():
-                    continue  # cancelled while queued
-                task.started = True
-            worker.in_flight.append(task)
-            worker.status = WorkerStatus.BUSY
-            return task
-        return None
-
-    def _worker_ready(self, worker: _Worker, endpoint: ResolvedEndpoint) -> bool:
-        with self._lock:
-            if worker.status is not WorkerStatus.PENDING:
-                return False
-            worker.status = WorkerStatus.IDLE
-            worker.endpoint_url = endpoint.url
-            pid = endpoint.metadata.get("pid", "")
-            worker.pid = int(pid) if pid.isdigit() else None
-            self._lock.notify_all()
-        logger.info("pool %s: %s ready at %s", self._pool_id, worker.worker_id, endpoint.url)
-        return True
-
-    def _orphans_locked(self) -> list[_Task]:
-        if not self._broken_locked() or self._stopping.is_set():
-            return []
-        orphans = self._drain_locked()
-        self._tasks_failed += len(orphans)
-        return orphans
-
-    def _fail_orphans(self, orphans: list[_Task]) -> None:
-        if orphans:
-            with self._lock:
-                reasons = self._failures_locked()
-            self._abandon(
-                orphans, PoolBrokenError(f"every worker of pool {self._pool_id} failed; {reasons}")
-            )
-
-    def _task_finished(self, worker: _Worker, ok: bool, value: Any) -> None:
-        """Settle the oldest task ``worker`` holds with its outcome."""
-        with self._lock:
-            task = worker.in_flight.popleft()
-            if worker.status is WorkerStatus.BUSY and not worker.in_flight:
-                worker.status = WorkerStatus.IDLE
-            if ok:
-                worker.tasks_completed += 1
-                self._tasks_completed += 1
-            else:
-                worker.tasks_failed += 1
-                self._tasks_failed += 1
-            self._lock.notify_all()
-        if ok:
-            task.future.set_result(value)
-        else:
-            task.future.set_exception(value)
-
-    def _worker_failed(self, worker: _Worker, reason: str, *, delivered: bool = True) -> None:
-        """Mark ``worker`` FAILED for ``reason``, settle every task it held, and stop its job.
-
-        A task that reached the worker may have run, even if it was still
-        waiting its turn when the worker failed, so it is re-run only while it
-        has retries left. Tasks never ``delivered`` (no stream could be opened)
-        go back to the queue for free.
-        """
-        failed: list[tuple[_Task, BaseException]] = []
-        requeued = 0
-        with self._lock:
-            if worker.status is WorkerStatus.FAILED:
-                return  # and so holds nothing: failing emptied its hands
-            held = list(worker.in_flight)
-            worker.in_flight.clear()
-            worker.status = WorkerStatus.FAILED
-            worker.error = f"lost while running {held[0].task_id}: {reason}" if held else reason
-            stopping = self._stopping.is_set()
-            for position, task in enumerate(held):
-                if stopping:
-                    failed.append((task, self._shutdown_error(worker, task)))
-                elif not delivered or task.retries_left > 0:
-                    if delivered:
-                        task.retries_left -= 1
-                    self._queue.insert(requeued, task)
-                    requeued += 1
-                else:
-                    failed.append((task, self._failed_error(worker, task, position, reason)))
-            worker.tasks_failed += len(failed)
-            self._tasks_failed += len(failed)
-            orphans = self._orphans_locked()
-            self._lock.notify_all()
-        if held:
-            logger.warning(
-                "pool %s: %s failed holding %s (%s); %d re-queued",
-                self._pool_id,
-                worker.worker_id,
-                ", ".join(task.task_id for task in held),
-                reason,
-                requeued,
-            )
-        else:
-            logger.warning("pool %s: %s failed: %s", self._pool_id, worker.worker_id, reason)
-        for task, error in failed:
-            task.future.set_exception(error)
-        self._fail_orphans(orphans)
-        self._terminate_worker(worker)
-
-    def _shutdown_error(self, worker: _Worker, task: _Task) -> PoolShutdownError:
-        return PoolShutdownError(
-            f"pool {self._pool_id} shut down while {task.task_id} ({task.fn_name}) "
-            f"ran on {worker.worker_id}"
-        )
-
-    def _failed_error(
-        self, worker: _Worker, task: _Task, position: int, reason: str
-    ) -> WorkerFailedError:
-        where = "while running" if position == 0 else "before it could run"
-        return WorkerFailedError(
-            f"{worker.worker_id} (job {worker.job_id}, pid {worker.pid}) failed {where} "
-            f"{task.task_id} ({task.fn_name}): {reason}",
-            worker_id=worker.worker_id,
-            job_id=worker.job_id,
-            task_id=task.task_id,
-        )
-
-    def _terminate_worker(self, worker: _Worker) -> None:
-        if self._stopping.is_set():
-            return  # shutdown terminates every job itself
-        try:
-            self._client.terminate(worker.job_id)
-        except Exception:
-            logger.debug("terminating %s failed", worker.job_id, exc_info=True)
+    # -- jobs ---------------------------------------------------------------
 
     def _terminate_jobs(self) -> None:
-        with self._lock:
-            job_ids = [w.job_id for w in self._workers]
         threads = [
             threading.Thread(target=self._terminate_quietly, args=(job_id,), daemon=True)
-            for job_id in job_ids
+            for job_id in self.job_ids
         ]
         for thread in threads:
             thread.start()

@@ -21,7 +21,8 @@ import sys
 import threading
 from typing import Any, Callable, Mapping, Sequence
 
-from ._cluster import JobHandle, worker_pythonpath
+from ._context import ENV_ADVERTISE_HOST
+from ._launcher import JobHandle, worker_pythonpath
 
 __all__ = ("RayJob", "RayLauncher")
 
@@ -75,7 +76,7 @@ class _WorkerActor:
         full_env = dict(os.environ)
         full_env.update(env)
         # The address Ray knows this node by: the pool reaches the worker there.
-        full_env.setdefault("FLUSTER_ADVERTISE_HOST", ray.util.get_node_ip_address())
+        full_env.setdefault(ENV_ADVERTISE_HOST, ray.util.get_node_ip_address())
         with self._lock:
             if self._cancelled:
                 self._started.set()

@@ -20,7 +20,8 @@ import subprocess
 import threading
 from typing import Mapping, Sequence
 
-from ._cluster import JobHandle, worker_pythonpath
+from ._context import ENV_ADVERTISE_HOST
+from ._launcher import JobHandle, worker_pythonpath
 
 __all__ = ("SlurmError", "SlurmJob", "SlurmLauncher")
 
@@ -62,14 +63,14 @@ _COMMAND_TIMEOUT = 60.0
 _SCRIPT = """\
 #!/bin/sh
 # Fluster worker job {job_id}, submitted by contextthreads.fluster.SlurmLauncher.
-if [ -z "${{FLUSTER_ADVERTISE_HOST:-}}" ]; then
-    FLUSTER_ADVERTISE_HOST=$(scontrol --oneliner show node "$SLURMD_NODENAME" \\
+if [ -z "${{{advertise}:-}}" ]; then
+    {advertise}=$(scontrol --oneliner show node "$SLURMD_NODENAME" \\
         | sed -n 's/.* NodeAddr=\\([^ ]*\\).*/\\1/p')
-    if [ -z "$FLUSTER_ADVERTISE_HOST" ]; then
+    if [ -z "${advertise}" ]; then
         echo "fluster: cannot find the address of node $SLURMD_NODENAME" >&2
         exit 2
     fi
-    export FLUSTER_ADVERTISE_HOST
+    export {advertise}
 fi
 exec {command}
 """
@@ -265,7 +266,9 @@ class SlurmLauncher:
         Raises ``SlurmError`` with Slurm's message if ``sbatch`` refuses the
         job (an unknown partition, say) or cannot reach the controller.
         """
-        script = _SCRIPT.format(job_id=job_id, command=shlex.join(command))
+        script = _SCRIPT.format(
+            job_id=job_id, advertise=ENV_ADVERTISE_HOST, command=shlex.join(command)
+        )
         environ = self._environ()
         environ.update(env)
         names = sorted({*env, "PYTHONPATH", *self._export})

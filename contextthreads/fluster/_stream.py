@@ -11,6 +11,9 @@ The MAC covers the direction, a per-direction frame counter and the body, so
 a frame cannot be altered, replayed (in this or another session), reordered
 or reflected back to its sender. Nothing is unpickled before its MAC checks.
 Traffic is authenticated, not encrypted.
+
+Both halves of the handshake live here: ``connect()`` is the client's,
+``ServerHandshake`` the server's (``_http`` writes its answer on the wire).
 """
 
 from __future__ import annotations
@@ -22,10 +25,9 @@ import io
 import os
 import socket
 import struct
-import urllib.parse
 from typing import cast
 
-from ._http import (
+from ._wire import (
     MAX_BODY,
     SIGNATURE_HEADER,
     STREAM_PROTOCOL,
@@ -33,7 +35,9 @@ from ._http import (
     RpcConnectionError,
     RpcProtocolError,
     as_rpc_error,
+    refused_signature,
     sign,
+    split_address,
     verify,
 )
 
@@ -41,6 +45,7 @@ __all__ = (
     "NONCE_HEADER",
     "NONCE_SIZE",
     "FrameChannel",
+    "ServerHandshake",
     "accept_signature",
     "connect",
     "server_channel",
@@ -171,6 +176,41 @@ def server_channel(
     )
 
 
+class ServerHandshake:
+    """The server half of a stream handshake, for one request whose signature checked.
+
+    Raises ``ValueError`` for a body too short to start with the client's
+    nonce. ``body`` is what follows the nonce: what the stream is for.
+    ``headers()`` are those of the ``101`` answer (a fresh server nonce, and
+    the secret's signature over both nonces); once it is written, ``channel()``
+    is the server's end of the stream.
+    """
+
+    def __init__(self, secret: str, request_body: bytes) -> None:
+        if len(request_body) < NONCE_SIZE:
+            raise ValueError("a stream request starts with a nonce")
+        self._secret = secret
+        self._client_nonce = request_body[:NONCE_SIZE]
+        self._server_nonce = os.urandom(NONCE_SIZE)
+        self.body = request_body[NONCE_SIZE:]
+
+    def headers(self) -> list[tuple[str, str]]:
+        """Return the headers of the ``101`` answer that accepts the stream."""
+        return [
+            ("Connection", "Upgrade"),
+            ("Upgrade", STREAM_PROTOCOL),
+            (NONCE_HEADER, self._server_nonce.hex()),
+            (
+                SIGNATURE_HEADER,
+                accept_signature(self._secret, self._client_nonce, self._server_nonce),
+            ),
+        ]
+
+    def channel(self, sock: socket.socket, reader: io.BufferedIOBase) -> FrameChannel:
+        """Return the server's end of the accepted stream, on the request's connection."""
+        return server_channel(sock, reader, self._secret, self._client_nonce, self._server_nonce)
+
+
 def _number(text: str) -> int:
     # str.isdigit() is true of more than int() takes ("²"): ASCII digits only.
     text = text.strip()
@@ -188,7 +228,7 @@ def _accept(reader: io.BufferedReader, where: str, secret: str, client_nonce: by
         raise RpcProtocolError(f"{where} answered a stream request with {status_line!r}")
     status = _number(parts_of_status[1])
     if status == 401:
-        raise RpcAuthError(f"{where} refused our signature: is the cluster secret the same?")
+        raise refused_signature(where)
     if status != 101:
         detail = reader.read(max(0, min(_number(headers.get("Content-Length", "0")), 200)))
         raise RpcProtocolError(f"{where} answered {status} to a stream request: {detail!r}")
@@ -211,14 +251,12 @@ def connect(url: str, path: str, secret: str, body: bytes, timeout: float | None
     ``RpcConnectionError`` (its ``__cause__`` the ``OSError``), a timeout,
     a refused signature, or an answer other than a signed ``101``.
     """
-    parts = urllib.parse.urlsplit(url)
-    if parts.scheme != "http" or not parts.hostname or parts.port is None:
-        raise ValueError(f"expected an address like http://host:port, got {url!r}")
+    host, port, netloc = split_address(url)
     client_nonce = os.urandom(NONCE_SIZE)
     request_body = client_nonce + body
     head = (
         f"POST {path} HTTP/1.1\r\n"
-        f"Host: {parts.netloc}\r\n"
+        f"Host: {netloc}\r\n"
         "Content-Type: application/octet-stream\r\n"
         f"Content-Length: {len(request_body)}\r\n"
         f"{SIGNATURE_HEADER}: {sign(secret, request_body)}\r\n"
@@ -226,7 +264,7 @@ def connect(url: str, path: str, secret: str, body: bytes, timeout: float | None
     ).encode("latin-1")
     where = f"{url}{path}"
     try:
-        sock = socket.create_connection((parts.hostname, parts.port), timeout)
+        sock = socket.create_connection((host, port), timeout)
     except OSError as exc:
         raise as_rpc_error(exc, where, timeout)  # noqa: B904 (it sets the cause)
     reader = cast(io.BufferedReader, sock.makefile("rb", buffering=_READ_BUFFER))

@@ -47,12 +47,13 @@ from ._cluster import Entrypoint
 from ._context import (
     ENV_CONTROLLER,
     ENV_JOB_ID,
-    ENV_SECRET,
-    FlusterContext,
+    ENV_LOG_LEVEL,
+    ENV_ORPHAN_TIMEOUT,
+    context_from_env,
     fluster_ctx_scope,
 )
 from ._controller import ControllerClient
-from ._http import RpcError
+from ._wire import RpcError
 
 __all__ = ("main",)
 
@@ -85,8 +86,8 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         prog="python -m contextthreads.fluster.worker",
         description="Run one Fluster job. The secret is read from $FLUSTER_SECRET only.",
     )
-    parser.add_argument("--controller", default=os.environ.get(ENV_CONTROLLER))
-    parser.add_argument("--job-id", default=os.environ.get(ENV_JOB_ID))
+    parser.add_argument("--controller", help=f"default: ${ENV_CONTROLLER}")
+    parser.add_argument("--job-id", help=f"default: ${ENV_JOB_ID}")
     return parser.parse_args(argv)
 
 
@@ -97,24 +98,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     current; threads it starts see it if they are ``ContextThread``\\ s.
     """
     logging.basicConfig(
-        level=os.environ.get("FLUSTER_LOG_LEVEL", "WARNING").upper(),
+        level=os.environ.get(ENV_LOG_LEVEL, "WARNING").upper(),
         format="%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s",
     )
     options = _parse(argv)
-    secret = os.environ.pop(ENV_SECRET, "")
-    if not secret or not options.controller or not options.job_id:
-        logger.error(
-            "need $%s, --controller (or $%s) and --job-id (or $%s)",
-            ENV_SECRET,
-            ENV_CONTROLLER,
-            ENV_JOB_ID,
-        )
+    try:
+        ctx = context_from_env(job_id=options.job_id, controller_address=options.controller)
+    except RuntimeError as exc:
+        logger.error("%s (--controller and --job-id may stand in for theirs)", exc)
         return EXIT_USAGE
-    ctx = FlusterContext(
-        job_id=options.job_id, controller_address=options.controller, secret=secret
-    )
-    client = ControllerClient(ctx.controller_address, secret)
-    orphan_timeout = float(os.environ.get("FLUSTER_ORPHAN_TIMEOUT", "10"))
+    client = ControllerClient(ctx.controller_address, ctx.secret)
+    orphan_timeout = float(os.environ.get(ENV_ORPHAN_TIMEOUT, "10"))
     threading.Thread(
         target=_watch_controller,
         args=(client, orphan_timeout),

@@ -28,7 +28,6 @@ from ._checker import (
     assert_context_isolation,
     check_context_isolation,
 )
-from ._pool import VARIABLE_POOL
 from ._strategies import (
     IsolationScenario,
     SpawnerPlan,
@@ -37,6 +36,7 @@ from ._strategies import (
     context_vars,
     isolation_scenarios,
 )
+from ._variables import VARIABLE_POOL
 
 # Tracebacks name the exception where users import it from.
 ContextIsolationError.__module__ = __name__

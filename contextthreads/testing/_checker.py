@@ -16,16 +16,15 @@ from typing import Any, Callable, Optional, Sequence
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis.errors import Flaky
 
-from . import _pool
-from ._pool import VARIABLE_POOL
+from . import _variables
 from ._strategies import (
     IsolationScenario,
     SpawnerPlan,
     SpawnStep,
-    _pool_of,
     isolation_scenarios,
     spawner_label,
 )
+from ._variables import VARIABLE_POOL, checked_variables
 
 __all__ = (
     "ContextIsolationError",
@@ -56,7 +55,7 @@ def _var_ref(var: ContextVar[Any]) -> tuple[str, str]:
     # pool's own module first: test modules often hold pool variables too, and
     # may not be importable in the receiving process.
     if var in VARIABLE_POOL:
-        return _pool.__name__, var.name
+        return _variables.__name__, var.name
     for name, module in list(sys.modules.items()):
         namespace = getattr(module, "__dict__", None)
         if not isinstance(namespace, dict):
@@ -380,7 +379,7 @@ def check_context_isolation(
     straight from a test function, not from inside an ``@given`` test: there,
     use ``assert_context_isolation()`` with ``isolation_scenarios()``.
     """
-    pool = _pool_of(variables)
+    pool = checked_variables(variables)
     strategy = isolation_scenarios(pool, max_spawners=max_spawners, max_spawns=max_spawns)
 
     def context_isolation(scenario: IsolationScenario) -> None:

@@ -11,7 +11,7 @@ from typing import Any, Optional, Sequence
 
 from hypothesis import strategies as st
 
-from ._pool import VARIABLE_POOL
+from ._variables import checked_variables
 
 __all__ = (
     "IsolationScenario",
@@ -20,19 +20,8 @@ __all__ = (
     "context_assignments",
     "context_vars",
     "isolation_scenarios",
+    "spawner_label",
 )
-
-
-def _pool_of(variables: Optional[Sequence[ContextVar[Any]]]) -> tuple[ContextVar[Any], ...]:
-    pool = VARIABLE_POOL if variables is None else tuple(variables)
-    if not pool:
-        raise ValueError("variables must hold at least one ContextVar")
-    for var in pool:
-        if not isinstance(var, ContextVar):
-            raise TypeError(f"variables must be ContextVar objects, not {type(var).__name__}")
-    if len(set(pool)) != len(pool):
-        raise ValueError("variables must not repeat a ContextVar")
-    return pool
 
 
 def context_vars(
@@ -48,7 +37,7 @@ def context_vars(
     ``trace_id``, ``locale`` and ``deadline``. Drawing never creates a
     variable, so examples do not grow the contexts they run in.
     """
-    pool = _pool_of(variables)
+    pool = checked_variables(variables)
     upper = len(pool) if max_size is None else min(max_size, len(pool))
     return st.lists(st.sampled_from(pool), min_size=min_size, max_size=upper, unique=True).map(
         tuple
@@ -69,7 +58,7 @@ def context_assignments(
     integers, which pickle, so the assignment can be sent to another process.
     Apply one with ``for var, value in assignment.items(): var.set(value)``.
     """
-    pool = _pool_of(variables)
+    pool = checked_variables(variables)
     upper = len(pool) if max_size is None else min(max_size, len(pool))
     value_strategy: st.SearchStrategy[Any] = (
         st.one_of(st.text(max_size=8), st.integers()) if values is None else values
@@ -157,7 +146,7 @@ def isolation_scenarios(
     each call; the spawned code writes some of them. Hypothesis shrinks
     towards one spawner, one spawn and one variable.
     """
-    pool = _pool_of(variables)
+    pool = checked_variables(variables)
     if max_spawners < 1 or max_spawns < 1:
         raise ValueError("max_spawners and max_spawns must be at least 1")
     indices = st.lists(st.integers(0, len(pool) - 1), unique=True, max_size=len(pool)).map(

@@ -6,9 +6,6 @@ from __future__ import annotations
 import contextlib
 from typing import Callable, Iterator
 
-import fluster_tasks
-from fluster_support import WAIT, Gate, LogWatcher
-
 from contextthreads.fluster import (
     JobLauncher,
     LocalCluster,
@@ -16,6 +13,9 @@ from contextthreads.fluster import (
     WorkerPoolConfig,
     fluster_ctx_scope,
 )
+
+from . import tasks
+from .support import WAIT, Gate, LogWatcher
 
 
 @contextlib.contextmanager
@@ -40,9 +40,7 @@ def engine_pool(
 
 def round_trip_config(num_workers: int = 2) -> WorkerPoolConfig:
     """A pool config carrying the two ContextVars ``check_round_trips`` sets."""
-    return WorkerPoolConfig(
-        num_workers=num_workers, context_vars=(fluster_tasks.REQUEST_ID, fluster_tasks.TENANT)
-    )
+    return WorkerPoolConfig(num_workers=num_workers, context_vars=(tasks.REQUEST_ID, tasks.TENANT))
 
 
 def check_round_trips(pool: WorkerPool, gate: Gate) -> set[int]:
@@ -50,19 +48,19 @@ def check_round_trips(pool: WorkerPool, gate: Gate) -> set[int]:
     come back in order, and context_vars reach the task and never leak between tasks.
     Returns the pids of the workers."""
     details = pool.status().worker_details
-    held = [pool.submit(fluster_tasks.report_and_wait, gate.address) for _ in details]
+    held = [pool.submit(tasks.report_and_wait, gate.address) for _ in details]
     pids = {gate.arrive() for _ in details}
     assert pids == {detail["pid"] for detail in details}
     for pid in pids:
         gate.release(pid)
     assert {future.result(WAIT) for future in held} == pids
-    squares = [future.result(WAIT) for future in pool.map(fluster_tasks.square, range(6))]
+    squares = [future.result(WAIT) for future in pool.map(tasks.square, range(6))]
     assert squares == [x * x for x in range(6)]
-    fluster_tasks.REQUEST_ID.set("req-engine")
-    fluster_tasks.TENANT.set("acme")
-    assert pool.submit(fluster_tasks.read_vars).result(WAIT) == ("req-engine", "acme")
-    assert pool.submit(fluster_tasks.set_and_read_vars, "x").result(WAIT) == ("x", "x")
-    assert pool.submit(fluster_tasks.read_vars).result(WAIT) == ("req-engine", "acme")
+    tasks.REQUEST_ID.set("req-engine")
+    tasks.TENANT.set("acme")
+    assert pool.submit(tasks.read_vars).result(WAIT) == ("req-engine", "acme")
+    assert pool.submit(tasks.set_and_read_vars, "x").result(WAIT) == ("x", "x")
+    assert pool.submit(tasks.read_vars).result(WAIT) == ("req-engine", "acme")
     return pids
 
 
@@ -79,13 +77,13 @@ def check_pending_worker_starts(
     assert status.workers_pending == 1
     [waiting] = [d for d in status.worker_details if d["status"] == "PENDING"]
     assert is_queued(waiting["job_id"])
-    squares = [future.result(WAIT) for future in pool.map(fluster_tasks.square, range(4))]
+    squares = [future.result(WAIT) for future in pool.map(tasks.square, range(4))]
     assert squares == [0, 1, 4, 9]
     started = watch_log(f"{waiting['worker_id']} ready at")
     ready = next(d for d in status.worker_details if d["status"] == "IDLE")
     cluster.client().terminate(ready["job_id"])
     assert started.seen.wait(WAIT)
-    assert pool.submit(fluster_tasks.square, 5).result(WAIT) == 25
+    assert pool.submit(tasks.square, 5).result(WAIT) == 25
 
 
 def check_killed_worker_is_retried(
@@ -94,7 +92,7 @@ def check_killed_worker_is_retried(
     """A worker killed through the engine while running a task (``kill(pid)`` kills the
     worker whose process is ``pid`` and returns its job id) fails as a local one would:
     the task runs again on another worker, and the job reads as killed. Returns the pid."""
-    future = pool.submit(fluster_tasks.report_and_wait, gate.address)
+    future = pool.submit(tasks.report_and_wait, gate.address)
     first = gate.arrive()
     victim = kill(first)
     second = gate.arrive()

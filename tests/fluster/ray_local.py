@@ -8,7 +8,9 @@ object (by pid); its files live in a temporary directory of its own.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import importlib.util
+import logging
 import os
 import shutil
 import tempfile
@@ -19,6 +21,11 @@ from typing import Any, Iterator
 #: machine's outward address (whose traffic is dropped here), then retry forever; with
 #: "clusters" off it keeps the loopback address, and every node is told to use 127.0.0.1.
 RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+
+
+def ray_module(name: str = "ray") -> Any:
+    """Return Ray (or one of its modules), typed loosely: Ray's own hints are partial."""
+    return importlib.import_module(name)
 
 
 def unavailable() -> str | None:
@@ -45,21 +52,18 @@ def ray_cluster(nodes: int = 2, cpus_per_node: int = 1) -> Iterator[Any]:
     saved = {name: os.environ.get(name) for name in env}
     os.environ.update(env)
     try:
-        import ray
-        from ray._private import ray_constants
-        from ray.cluster_utils import Cluster
-
-        if ray_constants.ENABLE_RAY_CLUSTER:
+        ray = ray_module()
+        if ray_module("ray._private.ray_constants").ENABLE_RAY_CLUSTER:
             raise RuntimeError("Ray was imported before ray_local.RAY_ENV was set")
         node = {"num_cpus": cpus_per_node, "node_ip_address": "127.0.0.1"}
-        cluster = Cluster(
+        cluster = ray_module("ray.cluster_utils").Cluster(
             initialize_head=True,
             head_node_args={**node, "include_dashboard": False, "temp_dir": temp_dir},
         )
         try:
             for _ in range(nodes - 1):
                 cluster.add_node(**node)
-            ray.init(address=cluster.address, logging_level="WARNING", log_to_driver=False)
+            ray.init(address=cluster.address, logging_level=logging.WARNING, log_to_driver=False)
             cluster.wait_for_nodes()
             yield cluster
         finally:

@@ -16,17 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-import fluster_tasks
 import pytest
-import ray_local
-from engine_support import (
-    check_killed_worker_is_retried,
-    check_pending_worker_starts,
-    check_round_trips,
-    engine_pool,
-    round_trip_config,
-)
-from fluster_support import WAIT, Gate, LogWatcher, pid_alive
 
 from contextthreads.fluster import (
     Entrypoint,
@@ -37,7 +27,15 @@ from contextthreads.fluster import (
     fluster_ctx_scope,
 )
 
-pytest_plugins = ("fluster_fixtures",)
+from . import ray_local, tasks
+from .engine_support import (
+    check_killed_worker_is_retried,
+    check_pending_worker_starts,
+    check_round_trips,
+    engine_pool,
+    round_trip_config,
+)
+from .support import WAIT, Gate, LogWatcher, pid_alive
 
 pytest.importorskip("cloudpickle")
 
@@ -64,17 +62,15 @@ def ray_job(cluster: LocalCluster, job_id: str) -> RayJob:
 
 def assert_actor_gone(handle: RayJob) -> None:
     """The job's actor is dead (Ray says so within WAIT), and a call to it fails."""
-    import ray
-
+    ray = ray_local.ray_module()
     assert handle.wait_released(WAIT)
     with pytest.raises(ray.exceptions.RayActorError):
         ray.get(handle.actor.info.remote(0), timeout=WAIT)
 
 
 def node_ids(ray_cluster: Any) -> set[str]:
-    import ray
-
-    return {node["NodeID"] for node in ray.nodes() if node["Alive"]}
+    nodes = ray_local.ray_module().nodes()
+    return {node["NodeID"] for node in nodes if node["Alive"]}
 
 
 def test_pool_workers_land_on_both_nodes(ray_cluster: Any, gate: Gate) -> None:
@@ -101,11 +97,9 @@ def test_secret_never_on_a_command_line(ray_cluster: Any, tmp_path: Path, gate: 
     info_path = tmp_path / "info.json"
     with LocalCluster(launcher=RayLauncher()) as cluster, fluster_ctx_scope(cluster.context("j-s")):
         client = cluster.client()
-        probe = client.submit(
-            Entrypoint(fluster_tasks.write_job_info, (str(info_path),)), name="probe"
-        )
+        probe = client.submit(Entrypoint(tasks.write_job_info, (str(info_path),)), name="probe")
         assert client.wait(probe, WAIT) == 0
-        blocker = client.submit(fluster_tasks.report_then_block, name="b", args=(gate.address,))
+        blocker = client.submit(tasks.report_then_block, name="b", args=(gate.address,))
         worker_pid = gate.arrive()
         with open(f"/proc/{worker_pid}/stat") as f:
             actor_pid = int(f.read().rsplit(")", 1)[1].split()[1])
@@ -123,7 +117,7 @@ def test_secret_never_on_a_command_line(ray_cluster: Any, tmp_path: Path, gate: 
 def test_killed_actor_worker_is_retried_elsewhere(ray_cluster: Any, gate: Gate) -> None:
     """A worker whose actor is killed through Ray (ray.kill) while running a task dies with
     it; the task runs again on the other worker, and the job reads as killed."""
-    import ray
+    ray = ray_local.ray_module()
 
     def kill(pid: int) -> str:
         [job_id] = [j for j in pool.job_ids if ray_job(cluster, j).info(WAIT)["pid"] == pid]
@@ -161,19 +155,20 @@ def test_pool_larger_than_cluster_waits_then_starts(
 def test_placement_options_pass_through(ray_cluster: Any) -> None:
     """Node affinity given to the launcher places every job's actor on that node; an actor
     asking for more than any node has stays unplaced, and terminating it drops it."""
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+    strategies = ray_local.ray_module("ray.util.scheduling_strategies")
 
     target = sorted(node_ids(ray_cluster))[-1]
-    pinned = RayLauncher(scheduling_strategy=NodeAffinitySchedulingStrategy(target, soft=False))
+    affinity = strategies.NodeAffinitySchedulingStrategy(target, soft=False)
+    pinned = RayLauncher(scheduling_strategy=affinity)
     with LocalCluster(launcher=pinned) as cluster, fluster_ctx_scope(cluster.context("j-p")):
-        job_id = cluster.client().submit(fluster_tasks.block_forever, name="pinned")
+        job_id = cluster.client().submit(tasks.block_forever, name="pinned")
         handle = ray_job(cluster, job_id)
         assert handle.info(WAIT)["node_id"] == target
         cluster.client().terminate(job_id)
         assert handle.poll() is not None
     with LocalCluster(launcher=RayLauncher(num_cpus=2)) as cluster:
         with fluster_ctx_scope(cluster.context("j-p")):
-            job_id = cluster.client().submit(fluster_tasks.square, name="huge", args=(1,))
+            job_id = cluster.client().submit(tasks.square, name="huge", args=(1,))
         handle = ray_job(cluster, job_id)
         with pytest.raises(TimeoutError):
             handle.info(0.5)

@@ -16,17 +16,7 @@ import sys
 from pathlib import Path
 from typing import Callable, Iterator
 
-import fluster_tasks
 import pytest
-import slurm_daemons
-from engine_support import (
-    check_killed_worker_is_retried,
-    check_pending_worker_starts,
-    check_round_trips,
-    engine_pool,
-    round_trip_config,
-)
-from fluster_support import WAIT, Gate, LogWatcher
 
 from contextthreads.fluster import (
     Entrypoint,
@@ -38,7 +28,15 @@ from contextthreads.fluster import (
     fluster_ctx_scope,
 )
 
-pytest_plugins = ("fluster_fixtures",)
+from . import slurm_daemons, tasks
+from .engine_support import (
+    check_killed_worker_is_retried,
+    check_pending_worker_starts,
+    check_round_trips,
+    engine_pool,
+    round_trip_config,
+)
+from .support import WAIT, Gate, LogWatcher
 
 pytest.importorskip("cloudpickle")
 
@@ -127,7 +125,7 @@ def test_secret_travels_in_sbatch_environment_only(
     with LocalCluster(launcher=launcher) as cluster:
         with fluster_ctx_scope(cluster.context("job-secret")):
             job_id = cluster.client().submit(
-                Entrypoint(fluster_tasks.write_job_info, (str(info_path),)), name="probe"
+                Entrypoint(tasks.write_job_info, (str(info_path),)), name="probe"
             )
         handle = slurm_job(cluster, job_id)
         assert cluster.client().wait(job_id, WAIT) == 0
@@ -156,14 +154,14 @@ def test_job_states_map_to_exit_codes(
     while running a negative (killed) code; terminate() returns once Slurm has ended it."""
     with LocalCluster(launcher=launcher) as cluster, fluster_ctx_scope(cluster.context("job-ex")):
         client = cluster.client()
-        ok = client.submit(fluster_tasks.square, name="ok", args=(2,))
-        fails = client.submit(fluster_tasks.raise_value_error, name="fails", args=(1,))
+        ok = client.submit(tasks.square, name="ok", args=(2,))
+        fails = client.submit(tasks.raise_value_error, name="fails", args=(1,))
         assert client.wait(ok, WAIT) == 0
         assert client.wait(fails, WAIT) == 1
         assert slurm_job(cluster, ok).state == "COMPLETED"
         assert slurm_job(cluster, fails).state == "FAILED"
         assert client.pid(ok) is None
-        forever = client.submit(fluster_tasks.report_then_block, "forever", args=(gate.address,))
+        forever = client.submit(tasks.report_then_block, "forever", args=(gate.address,))
         gate.arrive()  # running on a node now
         assert client.poll(forever) is None
         client.terminate(forever)
@@ -218,7 +216,7 @@ def test_refusals_are_clear_errors(
 
     def submit(launcher: SlurmLauncher, name: str) -> None:
         with LocalCluster(launcher=launcher) as cluster, fluster_ctx_scope(cluster.context("r")):
-            cluster.client().submit(fluster_tasks.square, name=name, args=(1,))
+            cluster.client().submit(tasks.square, name=name, args=(1,))
 
     with pytest.raises(SlurmError, match=r"(?i)invalid partition"):
         submit(SlurmLauncher(slurm_conf=conf, partition="nope"), "p")
@@ -249,7 +247,7 @@ def test_pending_job_is_cancelled_at_cluster_close(
     )
     with LocalCluster(launcher=big) as cluster:
         with fluster_ctx_scope(cluster.context("job-pend")):
-            job_id = cluster.client().submit(fluster_tasks.square, name="big", args=(1,))
+            job_id = cluster.client().submit(tasks.square, name="big", args=(1,))
         handle = slurm_job(cluster, job_id)
         assert handle.poll() is None
     assert handle.poll() == -signal.SIGKILL

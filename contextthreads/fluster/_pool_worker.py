@@ -1,4 +1,4 @@
-"""The worker side of a WorkerPool: the task-executor actor and the job that serves it."""
+"""The worker side of a WorkerPool: the task-executor actor, and the job that serves it."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import os
 import threading
 from typing import Any
 
-from . import _pickle
-from ._actor import ActorServer, encode_error, encode_result
-from ._context import fluster_ctx
+from ._actor import ActorServer
+from ._codec import decode_task, encode_error, encode_result
+from ._context import ENV_ADVERTISE_HOST, ENV_BIND_HOST, fluster_ctx
 from ._controller import ControllerClient
 from ._stream import FrameChannel
 
@@ -36,18 +36,17 @@ class _TaskExecutor:
     def serve(self, channel: FrameChannel) -> None:
         """Run the tasks arriving on ``channel`` one at a time, answering each with its outcome.
 
-        Each task is ``(fn, args, kwargs, values)`` as ``WorkerPool.submit``
-        packs it, and runs with ``values`` set in a fresh copy of this
-        thread's context. The dispatcher may send the next task before this
-        one's answer; it waits in the connection. Returns when the dispatcher
-        closes the stream.
+        Each task (``_codec.encode_task()``) runs with its context values set
+        in a fresh copy of this thread's context. The dispatcher may send the
+        next task before this one's answer; it waits in the connection.
+        Returns when the dispatcher closes the stream.
         """
         while True:
             payload = channel.recv()
             if payload is None:
                 return
             try:
-                fn, args, kwargs, values = _pickle.loads(payload)
+                fn, args, kwargs, values = decode_task(payload)
                 # Each task in its own context: one task's values never reach the next.
                 value = contextvars.copy_context().run(_call, fn, args, kwargs, values)
             except BaseException as exc:
@@ -57,6 +56,7 @@ class _TaskExecutor:
             channel.send(reply)
 
     def ping(self) -> int:
+        """Return this worker's process id."""
         return os.getpid()
 
 
@@ -68,9 +68,9 @@ def serve_worker(pool_id: str, index: int) -> None:
     """
     ctx = fluster_ctx()
     name = worker_actor_name(pool_id, index)
-    advertise = os.environ.get("FLUSTER_ADVERTISE_HOST", "127.0.0.1")
+    advertise = os.environ.get(ENV_ADVERTISE_HOST, "127.0.0.1")
     server = ActorServer(
-        ctx.secret, os.environ.get("FLUSTER_BIND_HOST", advertise), advertise_host=advertise
+        ctx.secret, os.environ.get(ENV_BIND_HOST, advertise), advertise_host=advertise
     )
     server.register(name, _TaskExecutor())
     server.start()

@@ -16,11 +16,14 @@ from typing import Any
 
 from contextthreads.fluster import fluster_ctx
 
+from .support import WAIT
+
 REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 TENANT: contextvars.ContextVar[str] = contextvars.ContextVar("tenant")
 
-#: Bound on any wait inside a task, so that a failed test never leaves a worker hanging.
-TASK_WAIT = 60.0
+#: Bound on any wait inside a task: past the test's own (``WAIT``), so the test fails first,
+#: and no worker is ever left hanging.
+TASK_WAIT = 2 * WAIT
 
 
 class TaskError(Exception):

@@ -10,7 +10,7 @@ from contextthreads import ContextThread
 from contextthreads.fluster import FlusterContext, fluster_ctx, fluster_ctx_scope, get_fluster_ctx
 from contextthreads.fluster._context import context_from_env
 
-SECRET = "not-for-your-eyes"
+from .support import SECRET, joined
 
 
 def make(job_id: str = "job-a") -> FlusterContext:
@@ -103,8 +103,7 @@ def test_context_thread_carries_it() -> None:
         with fluster_ctx_scope(ctx):
             thread = ContextThread(target=child)
             thread.start()
-            thread.join(5)
-            assert not thread.is_alive()
+            joined(thread)
             assert seen == [ctx]
             assert fluster_ctx() is ctx
 
@@ -119,3 +118,24 @@ def test_env_round_trip() -> None:
     assert rebuilt.secret == SECRET
     with pytest.raises(RuntimeError, match="FLUSTER_SECRET"):
         context_from_env({"FLUSTER_JOB_ID": "a", "FLUSTER_CONTROLLER_ADDRESS": "http://x:1"})
+
+
+def test_context_from_env_takes_the_secret_out_of_the_environment() -> None:
+    """Reading a worker's context removes the secret from the environment it came from, so
+    the job and what it starts cannot see it there; the job id and controller may come from
+    arguments instead of their variables."""
+    environ = make("job-a/w-2").to_env()
+    rebuilt = context_from_env(environ)
+    assert rebuilt.secret == SECRET
+    assert "FLUSTER_SECRET" not in environ
+    assert environ["FLUSTER_JOB_ID"] == "job-a/w-2"
+    given = context_from_env(
+        {"FLUSTER_SECRET": SECRET}, job_id="job-b/w", controller_address="http://h:2"
+    )
+    assert (given.job_id, given.controller_address, given.namespace) == (
+        "job-b/w",
+        "http://h:2",
+        "job-b",
+    )
+    with pytest.raises(RuntimeError, match=r"FLUSTER_JOB_ID, FLUSTER_CONTROLLER_ADDRESS$"):
+        context_from_env({"FLUSTER_SECRET": SECRET})

@@ -1,8 +1,5 @@
 """Fixtures of the fluster tests: one LocalCluster per module, a task gate, log watching.
 
-Test modules load this with ``pytest_plugins = ("fluster_fixtures",)`` rather
-than through a ``conftest.py``: the suite's other modules import ``conftest``
-by name, and a second ``conftest`` module on ``sys.path`` would shadow theirs.
 Worker processes are the expensive part, so clusters are shared per module.
 """
 
@@ -12,9 +9,10 @@ import logging
 from typing import Callable, Iterator
 
 import pytest
-from fluster_support import Gate, LogWatcher
 
-from contextthreads.fluster import LocalCluster
+from contextthreads.fluster import ActorServer, LocalCluster
+
+from .support import SECRET, Echo, Gate, LogWatcher
 
 
 @pytest.fixture(scope="module")
@@ -54,3 +52,12 @@ def watch_log() -> Iterator[Callable[[str], LogWatcher]]:
         for watcher in installed:
             logger.removeHandler(watcher)
         logger.setLevel(saved)
+
+
+@pytest.fixture
+def echo_server() -> Iterator[tuple[ActorServer, Echo]]:
+    """An ActorServer hosting an Echo under the name "echoer"."""
+    echo = Echo()
+    with ActorServer(SECRET) as server:
+        server.register("echoer", echo)
+        yield server, echo

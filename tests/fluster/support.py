@@ -1,19 +1,40 @@
-"""Helpers shared by the fluster tests: the task gate, log watching, process checks."""
+"""Helpers shared by the fluster tests: the one wait bound, the task gate, log watching."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import os
+import queue
 import signal
 import socket
+import struct
+import sys
 import threading
+from typing import Any
+
+from contextthreads.fluster import FrameChannel
 
 #: Bound on every wait in these tests. Generous: two busy cores start interpreters slowly.
 WAIT = 30.0
+#: The cluster secret of the in-process servers (controller, actors) the tests start.
+SECRET = "fluster-test-secret"
+
+#: Whether a plain ``threading.Thread`` starts in a copy of its starter's context here
+#: (3.14+ with ``-X thread_inherit_context=1``): then the seed bug cannot happen.
+PLAIN_THREADS_INHERIT = bool(getattr(sys.flags, "thread_inherit_context", 0))
+
+
+def joined(thread: threading.Thread) -> threading.Thread:
+    """Join ``thread`` (bounded) and check it finished."""
+    thread.join(WAIT)
+    assert not thread.is_alive()
+    return thread
 
 
 class Gate:
-    """A listening socket tasks connect to (``fluster_tasks.report_and_wait``).
+    """A listening socket tasks connect to (``tasks.report_and_wait``).
 
     ``arrive()`` returns the pid a task reported, which proves the task is
     running; ``release()`` lets one arrived task finish; ``kill()`` SIGKILLs
@@ -27,6 +48,7 @@ class Gate:
 
     @property
     def address(self) -> tuple[str, int]:
+        """Return the (host, port) tasks connect to."""
         host, port = self._listener.getsockname()[:2]
         return str(host), int(port)
 
@@ -54,6 +76,7 @@ class Gate:
         self._arrived.pop(pid).close()
 
     def close(self) -> None:
+        """Hang up on every arrived task (which lets it fail) and stop listening."""
         for conn in self._arrived.values():
             conn.close()
         self._listener.close()
@@ -81,3 +104,43 @@ def pid_alive(pid: int) -> bool:
         return False
     except OSError:
         return True
+
+
+class Tripwire:
+    """Unpickling this creates a directory: proof that something was unpickled."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (os.mkdir, (self.path,))
+
+
+class Echo:
+    """An actor whose stream method echoes frames until its client hangs up."""
+
+    def __init__(self) -> None:
+        self.ended: queue.Queue[str] = queue.Queue()
+
+    def echo(self, channel: FrameChannel) -> None:
+        outcome = "returned"
+        try:
+            while True:
+                body = channel.recv()
+                if body is None:
+                    return
+                channel.send(body)
+        except BaseException as exc:
+            outcome = type(exc).__name__
+            raise
+        finally:
+            self.ended.put(outcome)
+
+    def _private(self, channel: FrameChannel) -> None:
+        channel.send(b"private")
+
+
+def frame(key: bytes, direction: bytes, counter: int, body: bytes) -> bytes:
+    """Build a frame by hand: length | HMAC(key, direction + counter (8 bytes) + body) | body."""
+    mac = hmac.new(key, direction + struct.pack("!Q", counter) + body, hashlib.sha256).digest()
+    return struct.pack("!I", len(body)) + mac + body

@@ -1,65 +1,46 @@
-"""Signed frame streams: frames over socket pairs, handshakes with real and fake servers.
+"""Signed frame streams: frames over socket pairs, and both halves of the handshake.
 
 Frame-level tests put a ``FrameChannel`` on the ends of a ``socket.socketpair()``.
 Tampering tests capture a frame's bytes off the wire and write them back,
-changed, replayed or reflected, with ``sendall``. Handshake tests open streams
-to a real ``ActorServer`` on 127.0.0.1, or to a fake server: a raw listening
-socket whose one connection a background ``ContextThread`` answers.
+changed, replayed or reflected, with ``sendall``. Client handshake tests open
+streams to a fake server: a raw listening socket whose one connection a
+background ``ContextThread`` answers; the server half is ``ServerHandshake``
+(over a real server, see ``test_http``).
 """
 
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import hashlib
-import hmac
-import http.client
 import io
 import os
-import pickle
-import queue
 import socket
 import struct
 import threading
 import time
-import urllib.parse
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
 
 import pytest
-from conftest import WAIT, joined
-from fluster_support import LogWatcher
 from hypothesis import given
 from hypothesis import strategies as st
 
 from contextthreads import ContextThread
-from contextthreads.fluster import (
-    ActorClient,
-    ActorServer,
-    Controller,
-    RpcAuthError,
-    RpcConnectionError,
-    RpcError,
-    RpcProtocolError,
-    RpcTimeoutError,
-)
-from contextthreads.fluster._http import MAX_BODY, SIGNATURE_HEADER, sign, verify
-from contextthreads.fluster._http import STREAM_PROTOCOL as PROTOCOL
+from contextthreads.fluster import RpcAuthError, RpcError, RpcProtocolError, RpcTimeoutError
 from contextthreads.fluster._stream import (
     NONCE_HEADER,
     NONCE_SIZE,
     FrameChannel,
+    ServerHandshake,
     accept_signature,
     connect,
     server_channel,
 )
+from contextthreads.fluster._wire import MAX_BODY, SIGNATURE_HEADER, verify
+from contextthreads.fluster._wire import STREAM_PROTOCOL as PROTOCOL
 
-pytest_plugins = ("fluster_fixtures",)
+from .support import SECRET, WAIT, frame, joined
 
-pytest.importorskip("cloudpickle")
-
-SECRET = "stream-test-secret"
 KEY = hashlib.sha256(b"stream-test-key").digest()
 OTHER_KEY = hashlib.sha256(b"another-stream-test-key").digest()
 #: length (4 bytes) | HMAC-SHA256 (32 bytes), before every body.
@@ -73,12 +54,6 @@ ChannelMaker = Callable[[socket.socket, io.BufferedReader], FrameChannel]
 
 
 # -- helpers ------------------------------------------------------------------
-
-
-def frame(key: bytes, direction: bytes, counter: int, body: bytes) -> bytes:
-    """Build a frame by hand: length | HMAC(key, direction + counter (8 bytes) + body) | body."""
-    mac = hmac.new(key, direction + struct.pack("!Q", counter) + body, hashlib.sha256).digest()
-    return struct.pack("!I", len(body)) + mac + body
 
 
 def recv_exactly(sock: socket.socket, size: int) -> bytes:
@@ -381,135 +356,7 @@ def test_stream_ending_inside_a_frame_is_a_protocol_error(cut: int) -> None:
             server.recv()
 
 
-# -- handshakes with a real ActorServer ------------------------------------------
-
-
-class Echo:
-    """An actor whose stream method echoes frames until its client hangs up."""
-
-    def __init__(self) -> None:
-        self.ended: queue.Queue[str] = queue.Queue()
-
-    def echo(self, channel: FrameChannel) -> None:
-        outcome = "returned"
-        try:
-            while True:
-                body = channel.recv()
-                if body is None:
-                    return
-                channel.send(body)
-        except BaseException as exc:
-            outcome = type(exc).__name__
-            raise
-        finally:
-            self.ended.put(outcome)
-
-    def _private(self, channel: FrameChannel) -> None:
-        channel.send(b"private")
-
-
-@pytest.fixture
-def echo_server() -> Iterator[tuple[ActorServer, Echo]]:
-    """An ActorServer hosting an Echo under the name "echoer"."""
-    echo = Echo()
-    with ActorServer(SECRET) as server:
-        server.register("echoer", echo)
-        yield server, echo
-
-
-@contextlib.contextmanager
-def opened(channel: FrameChannel) -> Iterator[FrameChannel]:
-    """Close ``channel`` on leaving the block."""
-    try:
-        yield channel
-    finally:
-        channel.close()
-
-
-def test_stream_round_trips_through_an_actor_method(
-    echo_server: tuple[ActorServer, Echo],
-) -> None:
-    """ActorClient.stream(method) hands the connection to method(channel) on the server:
-    frames of every size come back, and hanging up ends the method normally."""
-    server, echo = echo_server
-    client = ActorClient(server.address, "echoer", secret=SECRET, timeout=WAIT)
-    bodies = [b"", b"hello", os.urandom(LARGE), *(bytes([index]) * index for index in range(50))]
-    with opened(client.stream("echo")) as channel:
-        for body in bodies:
-            channel.send(body)
-            assert channel.recv() == body
-    assert echo.ended.get(timeout=WAIT) == "returned"
-
-
-def test_streams_are_independent(echo_server: tuple[ActorServer, Echo]) -> None:
-    """Two streams open at once each get their own method call and their own frames."""
-    server, echo = echo_server
-    client = ActorClient(server.address, "echoer", secret=SECRET, timeout=WAIT)
-    with opened(client.stream("echo")) as first, opened(client.stream("echo")) as second:
-        first.send(b"to first")
-        second.send(b"to second")
-        assert second.recv() == b"to second"
-        assert first.recv() == b"to first"
-    assert {echo.ended.get(timeout=WAIT), echo.ended.get(timeout=WAIT)} == {"returned"}
-
-
-def test_stream_timeout_stays_on_the_channel(echo_server: tuple[ActorServer, Echo]) -> None:
-    """The timeout given to stream() bounds the handshake and then each receive on the channel."""
-    server, _ = echo_server
-    client = ActorClient(server.address, "echoer", secret=SECRET, timeout=WAIT)
-    with opened(client.stream("echo", timeout=0.5)) as channel, pytest.raises(socket.timeout):
-        channel.recv()
-
-
-def test_stream_with_wrong_secret_is_refused(echo_server: tuple[ActorServer, Echo]) -> None:
-    """A stream request signed with another secret gets RpcAuthError; the method never runs."""
-    server, echo = echo_server
-    client = ActorClient(server.address, "echoer", secret="wrong-secret", timeout=WAIT)
-    with pytest.raises(RpcAuthError):
-        client.stream("echo")
-    assert echo.ended.empty()
-
-
-@pytest.mark.parametrize(
-    ("actor", "method", "detail"),
-    [
-        ("nobody", "echo", "LookupError"),
-        ("echoer", "nope", "AttributeError"),
-        ("echoer", "_private", "public"),
-    ],
-)
-def test_stream_to_unknown_or_private_names_is_refused(
-    echo_server: tuple[ActorServer, Echo], actor: str, method: str, detail: str
-) -> None:
-    """Unknown actors, unknown methods and private methods are refused with a 404, reported as
-    RpcProtocolError carrying the reason."""
-    server, echo = echo_server
-    client = ActorClient(server.address, actor, secret=SECRET, timeout=WAIT)
-    with pytest.raises(RpcProtocolError, match="404") as info:
-        client.stream(method)
-    assert detail in str(info.value)
-    assert echo.ended.empty()
-
-
-def test_controller_has_no_streams() -> None:
-    """A Controller serves no streams: a signed stream request gets a 404, RpcProtocolError."""
-    with Controller(SECRET) as controller:
-        client = ActorClient(controller.address, "anything", secret=SECRET, timeout=WAIT)
-        with pytest.raises(RpcProtocolError, match="404"):
-            client.stream("echo")
-
-
-def test_stream_to_nothing_listening_is_a_refused_connection() -> None:
-    """With nothing listening, stream() raises RpcConnectionError caused by
-    ConnectionRefusedError (what tells a pool that nothing was delivered)."""
-    with socket.socket() as placeholder:
-        # Bound but not listening: connections are refused, and nobody else can take the port.
-        placeholder.bind(("127.0.0.1", 0))
-        port = placeholder.getsockname()[1]
-        client = ActorClient(f"http://127.0.0.1:{port}", "echoer", secret=SECRET, timeout=WAIT)
-        with pytest.raises(RpcConnectionError) as info:
-            client.stream("echo")
-    assert isinstance(info.value.__cause__, ConnectionRefusedError)
+# -- the client's handshake, with a fake server -----------------------------------
 
 
 def test_connect_needs_an_http_address() -> None:
@@ -517,107 +364,6 @@ def test_connect_needs_an_http_address() -> None:
     for url in ("https://127.0.0.1:1", "http://127.0.0.1", "127.0.0.1:1"):
         with pytest.raises(ValueError, match="expected an address"):
             connect(url, STREAM_PATH, SECRET, b"", WAIT)
-
-
-def stream_request_head(address: str, body: bytes, signature: str | None) -> bytes:
-    """Return the head of a stream upgrade request for ``body``, as connect() writes it."""
-    netloc = urllib.parse.urlsplit(address).netloc
-    lines = [
-        f"POST {STREAM_PATH} HTTP/1.1",
-        f"Host: {netloc}",
-        f"Content-Length: {len(body)}",
-        "Connection: Upgrade",
-        f"Upgrade: {PROTOCOL}",
-    ]
-    if signature is not None:
-        lines.append(f"{SIGNATURE_HEADER}: {signature}")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-
-
-def test_server_signs_its_acceptance_and_drops_a_stream_on_a_forged_frame(
-    echo_server: tuple[ActorServer, Echo], watch_log: Callable[[str], LogWatcher]
-) -> None:
-    """Done by hand, the handshake gets a 101 carrying a fresh nonce and the secret's signature
-    over both nonces. A forged frame then ends the stream: the server logs it and hangs up,
-    and goes on serving other streams."""
-    from contextthreads.fluster import _pickle
-
-    server, echo = echo_server
-    dropped = watch_log("failed its signature check")
-    client_nonce = os.urandom(NONCE_SIZE)
-    body = client_nonce + _pickle.dumps(("echoer", "echo"))
-    parts = urllib.parse.urlsplit(server.address)
-    assert parts.hostname is not None
-    assert parts.port is not None
-    with socket.create_connection((parts.hostname, parts.port), timeout=WAIT) as sock:
-        sock.sendall(stream_request_head(server.address, body, sign(SECRET, body)) + body)
-        with sock.makefile("rb") as reader:
-            status_line = reader.readline(65537)
-            headers = http.client.parse_headers(reader)
-            assert status_line.split()[:2] == [b"HTTP/1.0", b"101"]
-            assert headers["Upgrade"] == PROTOCOL
-            server_nonce = bytes.fromhex(headers[NONCE_HEADER])
-            assert len(server_nonce) == NONCE_SIZE
-            assert server_nonce != client_nonce
-            assert headers[SIGNATURE_HEADER] == accept_signature(SECRET, client_nonce, server_nonce)
-            sock.sendall(frame(OTHER_KEY, b"C", 0, b"forged"))
-            assert reader.read(1) == b""
-    assert dropped.seen.wait(WAIT)
-    assert echo.ended.get(timeout=WAIT) == "RpcAuthError"
-    client = ActorClient(server.address, "echoer", secret=SECRET, timeout=WAIT)
-    with opened(client.stream("echo")) as channel:
-        channel.send(b"still serving")
-        assert channel.recv() == b"still serving"
-
-
-class Tripwire:
-    """Unpickling this creates a directory: proof that something was unpickled."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (os.mkdir, (self.path,))
-
-
-def test_refused_stream_requests(echo_server: tuple[ActorServer, Echo], tmp_path: Path) -> None:
-    """Unsigned or wrongly signed stream requests get 401 before anything is unpickled; signed
-    but unusable ones (no nonce, not POST, wrong path, unreadable body) get a signed 4xx."""
-    server, echo = echo_server
-    nonce = os.urandom(NONCE_SIZE)
-    tripwire = nonce + pickle.dumps(Tripwire(str(tmp_path / "unpickled")))
-    good = nonce + pickle.dumps(("echoer", "echo"))
-    cases: list[tuple[str, str, bytes, str | None, int]] = [
-        ("POST", STREAM_PATH, tripwire, None, 401),
-        ("POST", STREAM_PATH, tripwire, sign("wrong-secret", tripwire), 401),
-        ("POST", STREAM_PATH, tripwire, sign(SECRET, good), 401),
-        ("POST", STREAM_PATH, b"short", sign(SECRET, b"short"), 400),
-        ("GET", STREAM_PATH, good, sign(SECRET, good), 404),
-        ("POST", "/call", good, sign(SECRET, good), 404),
-        ("POST", STREAM_PATH, nonce + b"not a pickle", sign(SECRET, nonce + b"not a pickle"), 404),
-    ]
-    parts = urllib.parse.urlsplit(server.address)
-    assert parts.hostname is not None
-    assert parts.port is not None
-    for method, path, body, signature, expected in cases:
-        headers = {"Connection": "Upgrade", "Upgrade": PROTOCOL}
-        if signature is not None:
-            headers[SIGNATURE_HEADER] = signature
-        connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=WAIT)
-        try:
-            connection.request(method, path, body, headers)
-            response = connection.getresponse()
-            reply = response.read()
-        finally:
-            connection.close()
-        assert response.status == expected, (method, path, signature)
-        if expected != 401:
-            assert verify(SECRET, reply, response.getheader(SIGNATURE_HEADER))
-    assert not (tmp_path / "unpickled").exists()
-    assert echo.ended.empty()
-
-
-# -- handshakes with a fake server -------------------------------------------------
 
 
 @dataclass
@@ -769,6 +515,8 @@ def _signed_for(secret: str, client_nonce: bytes, signed_nonce: bytes, sent_nonc
 
 
 SERVER_NONCE = bytes(range(NONCE_SIZE))
+
+
 FORGERIES: dict[str, Forgery] = {
     "another secret": _signed_for("other-secret", b"", SERVER_NONCE, SERVER_NONCE.hex()),
     "another client nonce": _signed_for(
@@ -870,45 +618,40 @@ def test_malformed_answers_raise_rpc_errors(data: bytes) -> None:
         connect(fake.address, STREAM_PATH, SECRET, b"", WAIT)
 
 
-# -- context ----------------------------------------------------------------------
+# -- the server's handshake ----------------------------------------------------------
+def test_server_handshake_needs_a_nonce_and_answers_with_a_fresh_one() -> None:
+    """The server half refuses a request body too short for the client's nonce, hands on
+    what follows it, and accepts each stream with a fresh nonce of its own, signed by the
+    secret over both nonces."""
+    with pytest.raises(ValueError, match="starts with a nonce"):
+        ServerHandshake(SECRET, b"short")
+    client_nonce = os.urandom(NONCE_SIZE)
+    handshakes = [ServerHandshake(SECRET, client_nonce + b"what for") for _ in range(2)]
+    assert [h.body for h in handshakes] == [b"what for"] * 2
+    answers = [dict(h.headers()) for h in handshakes]
+    assert answers[0][NONCE_HEADER] != answers[1][NONCE_HEADER]
+    for headers in answers:
+        assert (headers["Connection"], headers["Upgrade"]) == ("Upgrade", PROTOCOL)
+        server_nonce = bytes.fromhex(headers[NONCE_HEADER])
+        assert len(server_nonce) == NONCE_SIZE
+        assert headers[SIGNATURE_HEADER] == accept_signature(SECRET, client_nonce, server_nonce)
 
-CREATOR_VAR: contextvars.ContextVar[str] = contextvars.ContextVar(
-    "stream_creator_var", default="unset"
-)
 
+def test_the_two_halves_of_the_handshake_agree() -> None:
+    """A server answering with ServerHandshake is accepted by connect(), and the two ends of
+    the stream then exchange frames both ways under one session key."""
 
-class Reporter:
-    """An actor whose stream method reports what it sees of CREATOR_VAR, then changes it."""
-
-    def report(self, channel: FrameChannel) -> None:
-        channel.send(CREATOR_VAR.get().encode())
-        CREATOR_VAR.set("changed by a stream")
-        channel.send(CREATOR_VAR.get().encode())
-        channel.send(type(threading.current_thread()).__name__.encode())
+    def answer(conn: socket.socket, reader: io.BufferedReader, request: Request) -> None:
+        handshake = ServerHandshake(SECRET, request.body)
+        assert handshake.body == b"payload"
+        conn.sendall(answer_bytes("HTTP/1.0 101 Switching Protocols", dict(handshake.headers())))
+        channel = handshake.channel(conn, reader)
+        assert channel.recv() == b"hello"
+        channel.send(b"welcome")
         assert channel.recv() is None
 
-
-def test_stream_method_runs_in_a_copy_of_the_servers_creation_context() -> None:
-    """A method serving a stream sees the context current when the ActorServer was made (not
-    later changes), on a ContextThread, in a copy of its own: what one stream sets reaches
-    neither the next stream nor the creator."""
-    outcomes: List[Tuple[bytes, bytes, bytes]] = []
-
-    def body() -> None:
-        CREATOR_VAR.set("from the creator")
-        with ActorServer(SECRET) as server:
-            server.register("reporter", Reporter())
-            CREATOR_VAR.set("set after creation")
-            client = ActorClient(server.address, "reporter", secret=SECRET, timeout=WAIT)
-            for _ in range(2):
-                with opened(client.stream("report")) as channel:
-                    first, second, thread = channel.recv(), channel.recv(), channel.recv()
-                    assert first is not None
-                    assert second is not None
-                    assert thread is not None
-                    outcomes.append((first, second, thread))
-        assert CREATOR_VAR.get() == "set after creation"
-
-    contextvars.Context().run(body)
-    assert outcomes == [(b"from the creator", b"changed by a stream", b"ContextThread")] * 2
-    assert CREATOR_VAR.get() == "unset"
+    with FakeServer(answer) as fake:
+        channel = connect(fake.address, STREAM_PATH, SECRET, b"payload", WAIT)
+        with contextlib.closing(channel):
+            channel.send(b"hello")
+            assert channel.recv() == b"welcome"
