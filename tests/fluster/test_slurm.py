@@ -83,6 +83,42 @@ def slurm_job(cluster: LocalCluster, job_id: str) -> SlurmJob:
     return handle
 
 
+class Recorder:
+    """What a wrapped Slurm command was run with: each call's argv, and what it noted."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def calls(self) -> list[list[str]]:
+        """Return the argv of every call so far, oldest first."""
+        text = self.path.with_suffix(".argv").read_text()
+        return [call.split("\n")[:-1] for call in text.split("\0\n")[:-1]]
+
+    def noted(self) -> str:
+        """Return what the wrapper's ``note`` shell command printed, over every call."""
+        return self.path.with_suffix(".note").read_text()
+
+
+def wrap(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, note: str = ":") -> Recorder:
+    """Put a wrapper for Slurm's ``name`` first on PATH: it records its argv and the output
+    of the shell command ``note``, then execs the real command."""
+    real = shutil.which(name)
+    assert real is not None
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    record = tmp_path / name
+    wrapper = bin_dir / name
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        f"{{ printf '%s\\n' \"$@\"; printf '\\0\\n'; }} >> {record}.argv\n"
+        f"{{ {note}; }} >> {record}.note\n"
+        f'exec {real} "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    return Recorder(record)
+
+
 def test_pool_workers_land_on_both_nodes(
     slurm: slurm_daemons.SlurmCluster, launcher: SlurmLauncher, gate: Gate
 ) -> None:
@@ -107,19 +143,7 @@ def test_secret_travels_in_sbatch_environment_only(
     """The secret reaches the job through sbatch's environment, named by --export: it is
     not in sbatch's argv, in the job script Slurm stores, in scontrol's view of the job, or
     in the worker's argv, and the worker removed it from os.environ once read."""
-    record = tmp_path / "sbatch"
-    wrapper_dir = tmp_path / "bin"
-    wrapper_dir.mkdir()
-    wrapper = wrapper_dir / "sbatch"
-    # A real sbatch behind a wrapper that notes what it was run with.
-    wrapper.write_text(
-        "#!/bin/sh\n"
-        f"printf '%s\\n' \"$@\" > {record}.argv\n"
-        f'if [ -n "$FLUSTER_SECRET" ]; then echo yes > {record}.env; fi\n'
-        f'exec {shutil.which("sbatch")} "$@"\n'
-    )
-    wrapper.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{wrapper_dir}{os.pathsep}{os.environ['PATH']}")
+    record = wrap(tmp_path, monkeypatch, "sbatch", 'if [ -n "$FLUSTER_SECRET" ]; then echo yes; fi')
     launcher = SlurmLauncher(slurm_conf=str(slurm.conf), output=str(tmp_path / "out-%j"))
     info_path = tmp_path / "info.json"
     with LocalCluster(launcher=launcher) as cluster:
@@ -130,8 +154,8 @@ def test_secret_travels_in_sbatch_environment_only(
         handle = slurm_job(cluster, job_id)
         assert cluster.client().wait(job_id, WAIT) == 0
         secret = cluster.secret
-    argv = (tmp_path / "sbatch.argv").read_text().splitlines()
-    assert (tmp_path / "sbatch.env").read_text() == "yes\n"
+    [argv] = record.calls()
+    assert record.noted() == "yes\n"  # the secret was in sbatch's environment
     assert not any(secret in arg for arg in argv)
     [export] = [arg for arg in argv if arg.startswith("--export=")]
     assert "FLUSTER_SECRET" in export.split("=", 1)[1].split(",")
@@ -145,6 +169,42 @@ def test_secret_travels_in_sbatch_environment_only(
     assert info["job_id"] == job_id
     assert info["secret_in_argv"] is False
     assert info["secret_in_environ"] is False
+
+
+def test_options_reach_slurm_and_one_squeue_asks_about_all_jobs(
+    slurm: slurm_daemons.SlurmCluster,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    gate: Gate,
+) -> None:
+    """The launcher's resource options and sbatch_args reach Slurm's job record, and its
+    poller asks about all its live jobs in one squeue call."""
+    squeue = wrap(tmp_path, monkeypatch, "squeue")
+    launcher = SlurmLauncher(
+        slurm_conf=str(slurm.conf),
+        output=str(tmp_path / "%j.out"),
+        time_limit="0:05:00",
+        mem="1M",
+        sbatch_args=["--comment=fluster-test"],
+        poll_interval=0.5,
+    )
+    with LocalCluster(launcher=launcher) as cluster, fluster_ctx_scope(cluster.context("j-o")):
+        client = cluster.client()
+        job_ids = [
+            client.submit(tasks.report_then_block, name=f"b{i}", args=(gate.address,))
+            for i in range(2)
+        ]
+        gate.arrive()
+        gate.arrive()
+        slurm_ids = [slurm_job(cluster, job_id).slurm_job_id for job_id in job_ids]
+        shown = slurm.run("scontrol", "--oneliner", "show", "job", slurm_ids[0]).stdout
+        assert "TimeLimit=00:05:00" in shown
+        assert "MinMemoryNode=1M" in shown
+        assert "Comment=fluster-test" in shown
+        for job_id in job_ids:  # each returns once the poller saw its job end
+            client.terminate(job_id)
+    asked = [arg for call in squeue.calls() for arg in call if arg.startswith("--jobs=")]
+    assert f"--jobs={','.join(slurm_ids)}" in asked
 
 
 def test_job_states_map_to_exit_codes(
