@@ -16,7 +16,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from ._asyncio import run_in_executor, use_context_executor
     from ._executor import ContextThreadPoolExecutor
-    from ._install import install, installed, uninstall
+    from ._install import install, installed, is_installed, uninstall
 
     ThreadPoolExecutor = ContextThreadPoolExecutor
 
@@ -33,6 +33,7 @@ __all__ = (
     "bind",
     "install",
     "installed",
+    "is_installed",
     "run_in_executor",
     "uninstall",
     "use_context_executor",
@@ -46,6 +47,7 @@ _LAZY = {
     "ThreadPoolExecutor": ("_executor", "ContextThreadPoolExecutor"),
     "install": ("_install", "install"),
     "installed": ("_install", "installed"),
+    "is_installed": ("_install", "is_installed"),
     "uninstall": ("_install", "uninstall"),
     "run_in_executor": ("_asyncio", "run_in_executor"),
     "use_context_executor": ("_asyncio", "use_context_executor"),

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import contextvars
+import functools
 import sys
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, Iterator
 
 from ._bind import in_copies_of
+from ._patching import wrapper_chain
 
 if TYPE_CHECKING:
     from ._typing import P, T
 
-__all__ = ("ContextThreadPoolExecutor",)
+# map_in and (before 3.14) run_captured are for _install.
+__all__ = ("ContextThreadPoolExecutor", "map_in", "run_captured")
 
 
 def _bound_initializer(initializer: Any) -> Any:
@@ -20,6 +23,31 @@ def _bound_initializer(initializer: Any) -> Any:
     if initializer is None or not callable(initializer):
         return initializer
     return in_copies_of(contextvars.copy_context(), initializer)
+
+
+def map_in(
+    context: contextvars.Context, map_call: Callable[..., Iterator[T]], /, *args: Any, **kwargs: Any
+) -> Iterator[T]:
+    """Call ``map_call(*args, **kwargs)``, and step the iterator it returns, all in ``context``.
+
+    For ``map(buffersize=...)``, which submits later items while the caller
+    iterates: every submit() then takes its copy of the ``map()``-time context,
+    and ``fn`` goes to the pool as it is, so that a wrapper of submit() still
+    runs inside the copy (wrapping ``fn`` in a context of its own would enter
+    that context inside the wrapper). The iterator is for one consumer at a time.
+    """
+    return _step_in(context, context.run(map_call, *args, **kwargs))
+
+
+def _step_in(context: contextvars.Context, results: Iterator[T]) -> Iterator[T]:
+    # A generator, like the stdlib's: close() works, and dropping ours drops
+    # theirs, which cancels the calls it has not yet started.
+    while True:
+        try:
+            result = context.run(next, results)
+        except StopIteration:
+            return
+        yield result
 
 
 class _RunOnce:
@@ -48,6 +76,7 @@ class _RunOnce:
 
 _copy_context = contextvars.copy_context
 _context_run: Callable[..., Any] = contextvars.Context.run
+_partial = functools.partial
 
 _INHERITING = bool(getattr(sys.flags, "thread_inherit_context", 0))
 
@@ -86,9 +115,49 @@ if sys.version_info >= (3, 14):
                 raise
 
 else:
+    import queue
     from concurrent.futures import thread as _stdlib_thread
 
-    _STOCK_SUBMIT = ThreadPoolExecutor.submit
+    def _stdlib_own(function: Any) -> Any:
+        # Beneath the wrappers that say what they wrap (functools.wraps, wrapt):
+        # a wrapper installed before this import (Sentry's, by sentry_sdk.init())
+        # must not be taken for the stdlib's submit(), or our copy of it would
+        # skip the wrapper. None if some wrapper hides what it wraps.
+        function = wrapper_chain(function)[-1]
+        own = getattr(function, "__globals__", None) is vars(_stdlib_thread)
+        return function if own else None
+
+    _STOCK_SUBMIT = _stdlib_own(ThreadPoolExecutor.__dict__["submit"])
+    _WorkItem = _stdlib_thread._WorkItem
+    _queue_put = queue.SimpleQueue.put
+
+    #: What install()'s work items call in place of ``Context.run``, so that our
+    #: queue can tell the context install() captured from one the caller chose.
+    run_captured = _partial(_context_run)
+
+    class _WorkQueue(queue.SimpleQueue):  # type: ignore[type-arg]
+        """Our pool's work queue: what the stdlib's own submit() puts here runs in a copy.
+
+        The stdlib's submit() builds its work item beneath every wrapper of it
+        (Sentry's, OpenTelemetry's), from the callable they made, and puts it
+        here from the submitter's thread, holding the pool's lock. Entering the
+        copy there, in the work item itself, puts their per-task setup inside
+        it: what they set up is what the task sees, and what the task writes
+        stays in the task. Our own submit() puts its ready-made items through
+        ``SimpleQueue.put`` and never comes here.
+        """
+
+        def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
+            if type(item) is _WorkItem:
+                args: Any = item.args  # a tuple, whatever typeshed says
+                if item.fn is run_captured:
+                    # install() took its copy already, maybe of only= variables:
+                    # our pools carry the whole context.
+                    item.args = (_copy_context(), *args[1:])
+                else:
+                    item.args = (_copy_context(), item.fn, *args)
+                    item.fn = _context_run
+            _queue_put(self, item, block, timeout)
 
 
 class ContextThreadPoolExecutor(ThreadPoolExecutor):
@@ -147,6 +216,7 @@ class ContextThreadPoolExecutor(ThreadPoolExecutor):
             super().__init__(
                 max_workers, thread_name_prefix, _bound_initializer(initializer), initargs
             )
+            self._work_queue: queue.SimpleQueue[Any] = _WorkQueue()
 
     if sys.version_info >= (3, 14):
         # No submit() of our own: the stdlib's calls this hook in the
@@ -190,8 +260,13 @@ class ContextThreadPoolExecutor(ThreadPoolExecutor):
             if ThreadPoolExecutor.submit is not _STOCK_SUBMIT or not (
                 self._contextthreads_stock_submit
             ):
-                # Someone wraps the stdlib's submit() (install(), a tracer), or
-                # a class after ours in the MRO has its own: go through it.
+                # Someone wraps the stdlib's submit() (a tracer, Sentry), or a
+                # class after ours in the MRO has its own: go through it, and
+                # let our queue enter the copy around whatever reaches it.
+                if type(self._work_queue) is _WorkQueue:
+                    return super().submit(fn, *args, **kwargs)
+                # A subclass made the pool without our __init__: carry the
+                # copy through the wrappers, inside them.
                 return super().submit(_context_run, _copy_context(), fn, *args, **kwargs)
             # The stdlib's own submit() (identical from 3.9 to 3.13), building
             # the work item itself: a second Python call per task would cost
@@ -209,7 +284,7 @@ class ContextThreadPoolExecutor(ThreadPoolExecutor):
                 future: Future[T] = Future()
                 # Spread the arguments only when there are some, as on 3.14.
                 call = (_copy_context(), fn, *args) if args else (_copy_context(), fn)
-                self._work_queue.put(_stdlib_thread._WorkItem(future, _context_run, call, kwargs))
+                _queue_put(self._work_queue, _WorkItem(future, _context_run, call, kwargs))
                 self._adjust_thread_count()
                 return future
 
@@ -224,11 +299,17 @@ class ContextThreadPoolExecutor(ThreadPoolExecutor):
             buffersize: int | None = None,
         ) -> Iterator[T]:
             """Return ``map(fn, *iterables)``, each call in a copy of the context at ``map()``."""
-            if buffersize is not None:
-                # Later items are submitted wherever the caller iterates.
-                fn = in_copies_of(contextvars.copy_context(), fn)
-            return super().map(
-                fn, *iterables, timeout=timeout, chunksize=chunksize, buffersize=buffersize
+            if buffersize is None:
+                return super().map(fn, *iterables, timeout=timeout, chunksize=chunksize)
+            # Later items are submitted wherever the caller iterates.
+            return map_in(
+                _copy_context(),
+                super().map,
+                fn,
+                *iterables,
+                timeout=timeout,
+                chunksize=chunksize,
+                buffersize=buffersize,
             )
 
     # Otherwise the stdlib's map() is ours as it is: it calls submit() for

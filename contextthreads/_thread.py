@@ -12,7 +12,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Callable, Iterable, Mapping
 
-__all__ = ("ContextThread", "ContextTimer")
+# invoke_excepthook_outside (before 3.14) is for _install.
+__all__ = ("ContextThread", "ContextTimer", "invoke_excepthook_outside")
 
 
 def _refuse(context: object) -> None:
@@ -28,7 +29,7 @@ _context_run: Callable[..., Any] = contextvars.Context.run
 
 if sys.version_info < (3, 14):
 
-    def _invoke_excepthook_outside(thread: ContextThread) -> None:
+    def invoke_excepthook_outside(thread: ContextThread) -> None:
         # The thread's own bootstrap context is empty; its run() context is busy.
         _Context().run(thread._contextthreads_excepthook, thread)
 
@@ -132,7 +133,7 @@ class ContextThread(threading.Thread):
             # try that feeds it. One shared function, and the thread's own
             # hook kept beside it: no wrapper to allocate per thread.
             self._contextthreads_excepthook = self._invoke_excepthook
-            self._invoke_excepthook = _invoke_excepthook_outside
+            self._invoke_excepthook = invoke_excepthook_outside
 
         def __init__(
             self,
@@ -155,7 +156,7 @@ class ContextThread(threading.Thread):
             # cost 1.4 us of a 180 us start+join (benchmarks/case_thread.py).
             self._contextthreads_context = context
             self._contextthreads_excepthook = self._invoke_excepthook
-            self._invoke_excepthook = _invoke_excepthook_outside
+            self._invoke_excepthook = invoke_excepthook_outside
 
         # The stdlib's start() reads self._bootstrap once, in the starting
         # thread, inside the try that undoes a failed start, and runs what it

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import contextvars
 import json
 import os
@@ -18,6 +19,7 @@ from threading import Thread as EarlyThread  # bound before any install()
 from typing import Any, Callable, Iterator
 
 import pytest
+import stdlib_state
 
 from contextthreads import ContextThread, ContextThreadPoolExecutor, _inherit
 from contextthreads import _install as install_module
@@ -45,24 +47,14 @@ class Token:
     """A weakly referenceable value to put in a ContextVar."""
 
 
-def _originals() -> dict[tuple[type, str], Any]:
-    return {
-        (threading.Thread, "start"): threading.Thread.__dict__["start"],
-        (ThreadPoolExecutor, "submit"): ThreadPoolExecutor.__dict__["submit"],
-        (ThreadPoolExecutor, "_adjust_thread_count"): ThreadPoolExecutor.__dict__[
-            "_adjust_thread_count"
-        ],
-        (ThreadPoolExecutor, "map"): ThreadPoolExecutor.__dict__.get("map"),
-    }
-
-
-ORIGINALS = _originals()
+ORIGINALS = stdlib_state.snapshot()
+ORIGINAL_START = threading.Thread.__dict__["start"]
 
 
 def _assert_pristine() -> None:
-    for (cls, name), original in ORIGINALS.items():
-        assert cls.__dict__.get(name) is original, f"{cls.__name__}.{name} not restored"
+    assert stdlib_state.differences(ORIGINALS, stdlib_state.snapshot()) == []
     assert _inherit.patched is False
+    assert not install_module.is_installed()
 
 
 @pytest.fixture(autouse=True)
@@ -593,18 +585,23 @@ def test_install_with_other_only_while_installed_raises() -> None:
 def test_install_is_idempotent_and_uninstall_restores_identity() -> None:
     """A second install() changes nothing; one uninstall() puts back the very same functions."""
     install()
-    after_first = _originals()
-    assert threading.Thread.__dict__["start"] is not ORIGINALS[(threading.Thread, "start")]
+    after_first = stdlib_state.snapshot()
+    changed = {line.split(":")[0] for line in stdlib_state.differences(ORIGINALS, after_first)}
+    expected = {"Thread.start", "ThreadPoolExecutor._adjust_thread_count"}
+    if sys.version_info >= (3, 14):
+        expected |= {"ThreadPoolExecutor._resolve_work_item_task", "ThreadPoolExecutor.map"}
+    else:
+        expected |= {"_WorkItem.__init__"}
+    assert changed == expected
     # Wrapped as the originals: help() and inspect.signature() look the same.
-    assert threading.Thread.start.__wrapped__ is ORIGINALS[(threading.Thread, "start")]  # type: ignore[attr-defined]
-    assert ThreadPoolExecutor.submit.__doc__ == ORIGINALS[(ThreadPoolExecutor, "submit")].__doc__
-    assert "map" in ThreadPoolExecutor.__dict__
+    assert threading.Thread.start.__wrapped__ is ORIGINAL_START  # type: ignore[attr-defined]
+    assert threading.Thread.start.__doc__ == ORIGINAL_START.__doc__
     assert _inherit.patched is True
+    assert install_module.is_installed()
     install()
-    assert _originals() == after_first
+    assert stdlib_state.differences(after_first, stdlib_state.snapshot()) == []
     uninstall()
     _assert_pristine()
-    assert "map" not in ThreadPoolExecutor.__dict__
     uninstall()  # a second one is harmless too
     _assert_pristine()
 
@@ -726,7 +723,11 @@ def test_install_usable_in_child_forked_while_lock_held() -> None:
 
 
 def test_foreign_patch_on_top_is_left_in_place(caplog: pytest.LogCaptureFixture) -> None:
-    """If someone replaces our patch after install(), uninstall() keeps theirs and logs it."""
+    """A wrapper put over ours after install() survives uninstall(), which says so; then ours goes.
+
+    Ours passes calls through from uninstall() on, and takes itself out once the
+    other library puts back what it wrapped (ours), at the next call.
+    """
     install()
     ours = threading.Thread.__dict__["start"]
 
@@ -734,16 +735,60 @@ def test_foreign_patch_on_top_is_left_in_place(caplog: pytest.LogCaptureFixture)
         ours(self)
 
     threading.Thread.start = theirs  # type: ignore[method-assign]
+    with _put_back_start():
+        _check_left_in_place(caplog, ours, theirs)
+
+
+@contextlib.contextmanager
+def _put_back_start() -> Iterator[None]:
+    """Whatever happens inside, leave Thread.start the stdlib's and nothing left behind."""
     try:
-        uninstall()
-        assert threading.Thread.__dict__["start"] is theirs
-        assert "Thread.start was replaced" in caplog.text
-        # Ours is inert now: the stdlib's behaviour is back underneath theirs.
-        request_id.set("inert")
-        inherits = bool(getattr(sys.flags, "thread_inherit_context", False))
-        assert in_plain_thread(request_id.get) == ("inert" if inherits else "none")
+        yield
     finally:
-        threading.Thread.start = ORIGINALS[(threading.Thread, "start")]  # type: ignore[method-assign]
+        threading.Thread.start = ORIGINAL_START  # type: ignore[method-assign]
+        install_module._leftovers.clear()
+
+
+def _check_left_in_place(caplog: pytest.LogCaptureFixture, ours: Any, theirs: Any) -> None:
+    uninstall()
+    assert threading.Thread.__dict__["start"] is theirs
+    assert "threading.Thread.start was replaced after contextthreads.install()" in caplog.text
+    assert "test_foreign_patch_on_top_is_left_in_place.<locals>.theirs" in caplog.text
+    assert "passes every call straight through" in caplog.text
+    # Ours is inert now: the stdlib's behaviour is back underneath theirs.
+    request_id.set("inert")
+    inherits = bool(getattr(sys.flags, "thread_inherit_context", False))
+    assert in_plain_thread(request_id.get) == ("inert" if inherits else "none")
+    # Their teardown restores what they wrapped: ours, which goes at its next call.
+    threading.Thread.start = ours  # type: ignore[method-assign]
+    assert in_plain_thread(request_id.get) == ("inert" if inherits else "none")
+    assert threading.Thread.__dict__["start"] is ORIGINAL_START
+    assert not install_module._leftovers
+
+
+def test_left_behind_patch_is_swept_by_the_next_install_or_uninstall(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A patch left inside another wrapper is taken out by a later install() or uninstall()."""
+    for cleanup in (install, uninstall):
+        with _put_back_start():
+            _leave_one_behind_and_clean_up(cleanup)
+
+
+def _leave_one_behind_and_clean_up(cleanup: Callable[[], None]) -> None:
+    install()
+    ours = threading.Thread.__dict__["start"]
+    threading.Thread.start = lambda self: ours(self)  # type: ignore[method-assign]
+    uninstall()
+    assert install_module._leftovers
+    threading.Thread.start = ours  # type: ignore[method-assign]
+    cleanup()
+    assert not install_module._leftovers
+    if cleanup is install:
+        assert threading.Thread.__dict__["start"] is not ours
+        assert threading.Thread.start.__wrapped__ is ORIGINAL_START  # type: ignore[attr-defined]
+        uninstall()
+    _assert_pristine()
 
 
 def test_run_in_executor_default_is_covered(patched: None) -> None:

@@ -459,6 +459,18 @@ def test_checker_runs_probes_in_another_process() -> None:
     assert "spawned code saw request_id unset, but spawner A had request_id='A1'" in str(info.value)
 
 
+def test_failure_says_whose_variables_these_are() -> None:
+    """A failure says request_id and the rest are the checker's probes, and what to use instead."""
+    with pytest.raises(ContextIsolationError) as info:
+        # Runs the code in an empty context: it sees none of the spawner's values.
+        assert_context_isolation(contextvars.Context().run, one_spawner(SpawnStep((0,), ())))
+    message = str(info.value)
+    assert "request_id, tenant" in message
+    assert "are the checker's own probe variables (contextthreads.testing.VARIABLE_POOL)" in message
+    assert "ContextThreadPoolExecutor" in message
+    assert "contextthreads.install()" in message
+
+
 def test_missing_hypothesis_is_a_clear_import_error() -> None:
     """Without hypothesis, importing contextthreads.testing says what to install."""
     code = (
@@ -471,3 +483,4 @@ def test_missing_hypothesis_is_a_clear_import_error() -> None:
     )
     assert "contextthreads.testing needs hypothesis" in proc.stdout
     assert "pip install hypothesis" in proc.stdout
+    assert "contextthreads[testing]" in proc.stdout

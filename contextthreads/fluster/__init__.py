@@ -30,7 +30,9 @@ from ._pool_types import (
     WorkerFailedError,
     WorkerStatus,
 )
+from ._ray import RayJob, RayLauncher
 from ._resolver import ClusterResolver, FixedResolver, ResolvedEndpoint, Resolver, ResolveResult
+from ._slurm import SlurmError, SlurmJob, SlurmLauncher
 from ._stream import FrameChannel
 from ._tls import TLSConfig
 from ._wire import RpcAuthError, RpcConnectionError, RpcError, RpcProtocolError, RpcTimeoutError
@@ -54,6 +56,8 @@ __all__ = (
     "PoolBrokenError",
     "PoolShutdownError",
     "PoolStatus",
+    "RayJob",
+    "RayLauncher",
     "RemoteError",
     "RemoteTraceback",
     "ResolveResult",
@@ -64,6 +68,9 @@ __all__ = (
     "RpcError",
     "RpcProtocolError",
     "RpcTimeoutError",
+    "SlurmError",
+    "SlurmJob",
+    "SlurmLauncher",
     "TLSConfig",
     "WorkerDispatcher",
     "WorkerFailedError",

@@ -18,7 +18,7 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess
     raise ImportError(
         "contextthreads.testing needs hypothesis, which contextthreads does not install: "
-        "pip install hypothesis (or pip install 'contextthreads[test]')",
+        "pip install hypothesis (or pip install 'contextthreads[testing]')",
         name=exc.name,
     ) from exc
 

@@ -337,9 +337,25 @@ def assert_context_isolation(
     error = ContextIsolationError(
         f"Context isolation failed: {problem}.\n"
         f"Scenario (each spawner is a thread started in an empty context):\n"
-        f"{scenario.describe()}"
+        f"{scenario.describe()}\n{_about_variables(variables)}"
     )
     raise error from cause
+
+
+def _about_variables(variables: tuple[ContextVar[Any], ...]) -> str:
+    names = ", ".join(var.name for var in variables)
+    own = all(var in VARIABLE_POOL for var in variables)
+    whose = (
+        "are the checker's own probe variables (contextthreads.testing.VARIABLE_POOL), "
+        "not yours: the spawn mechanism must carry every ContextVar"
+        if own
+        else "are the variables you passed"
+    )
+    return (
+        f"({names} {whose}. To carry the context, spawn with contextthreads' classes "
+        "(ContextThread, ContextThreadPoolExecutor, bind), or call contextthreads.install() "
+        "before spawning.)"
+    )
 
 
 def _simple_examples(
