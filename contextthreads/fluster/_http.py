@@ -6,10 +6,10 @@ Its signature (``_wire``) binds method, path, the server it is meant for,
 the body's length and digest, a timestamp and a nonce, so the server checks
 it, then the clock window and the nonce (``ReplayGuard``), before reading a
 byte of the body. Unsigned, forged, misdirected, stale and replayed requests
-get 401 and the connection is closed. At most ``max_pending`` connections may
-be at that stage at once (``Admission``); a new one beyond that drops the oldest. Replies are
-signed for the request they answer. A signed request may instead upgrade its
-connection to a frame stream (``_stream``).
+get 401 and the connection is closed. At most ``max_pending`` connections
+may be at that stage at once (``Admission``); a new one beyond that drops
+the oldest. Replies are signed for the request they answer. A signed
+request may instead upgrade its connection to a frame stream (``_stream``).
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ __all__ = (
 
 logger = logging.getLogger("contextthreads.fluster")
 
-#: Reply = (HTTP status, body) as a server's dispatch function returns it.
+#: (HTTP status, body) as a server's dispatch function returns it.
 Reply = Tuple[int, bytes]
 #: What a server's stream opener returns: a function that serves the stream, or a refusal.
 StreamServe = Callable[[FrameChannel], None]
@@ -277,7 +277,7 @@ class SignedServer(ThreadingHTTPServer):
                 self.shutdown_request(request)
                 return
         if not self.admission.admit(request):
-            logger.warning("%s: no room for another connection; refused one", self.name)
+            logger.debug("%s: no room for another connection; refused one", self.name)
             self.shutdown_request(request)
             return
         thread = ContextThread(
