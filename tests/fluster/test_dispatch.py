@@ -311,26 +311,33 @@ class NeverRegistersLauncher(LocalProcessLauncher):
         return super().launch(job_id, command, env)
 
 
-def test_a_worker_that_never_registers_fails_at_its_deadline(gate: Gate) -> None:
-    """A worker that never registers is FAILED once registration_timeout has passed, and its
-    job stopped; with the other worker killed, every queued future ends (PoolBrokenError
-    naming both failures) instead of waiting for a worker that will never come."""
+def test_every_future_ends_with_dead_stopped_and_unregistered_workers(gate: Gate) -> None:
+    """Of three workers, one never registers, one is stopped (SIGSTOP) and one killed while
+    running a task each: the first is FAILED once registration_timeout has passed, the
+    second once its task outlives the timeout, the third at once, and every job is stopped;
+    every future ends, the queued ones with PoolBrokenError naming all three failures."""
     with LocalCluster(launcher=NeverRegistersLauncher()) as cluster:
-        config = WorkerPoolConfig(num_workers=2, registration_timeout=2.0)
-        pool = make_pool(cluster, "job-silent", config)
+        config = WorkerPoolConfig(num_workers=3, registration_timeout=2.0)
+        pool = make_pool(cluster, "job-mix", config, timeout=2.0)
         try:
-            gated = pool.submit(tasks.report_and_wait, gate.address)
-            pid = gate.arrive()
+            pool.wait_for_workers(min_workers=2, timeout=WAIT)
+            running = [pool.submit(tasks.report_and_wait, gate.address) for _ in range(2)]
+            stopped, killed = gate.arrive(), gate.arrive()
             queued = queue_behind_busy(pool, 5)
-            gate.kill(pid)
-            with pytest.raises(WorkerFailedError):
-                gated.result(WAIT)
-            for future in queued:
-                with pytest.raises(PoolBrokenError, match=r"did not register within 2\.0s"):
+            os.kill(stopped, signal.SIGSTOP)
+            gate.kill(killed)
+            for future in running:
+                with pytest.raises(WorkerFailedError):
                     future.result(WAIT)
-            silent, killed = pool.status().worker_details
-            assert (silent["status"], silent["error"]) == ("FAILED", "did not register within 2.0s")
-            assert killed["pid"] == pid
-            assert cluster.client().wait(silent["job_id"], WAIT) is not None
+            for future in queued:
+                with pytest.raises(PoolBrokenError) as info:
+                    future.result(WAIT)
+                assert "did not register within 2.0s" in str(info.value)
+                assert "RpcTimeoutError" in str(info.value)
+            details = pool.status().worker_details
+            assert [d["status"] for d in details] == ["FAILED"] * 3
+            assert details[0]["error"] == "did not register within 2.0s"
+            for detail in details:
+                assert cluster.client().wait(detail["job_id"], WAIT) is not None
         finally:
             pool.shutdown(wait=True)
