@@ -13,6 +13,8 @@ import time
 from typing import Callable, List
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from contextthreads.fluster import (
     ActorClient,
@@ -82,6 +84,7 @@ def test_a_401_says_why() -> None:
     "data",
     [
         b"",
+        b"\r\n\r\n",
         b"SSH-2.0-OpenSSH_9.6\r\n",
         b"HTTP/1.0 200 OK\r\n\r\nno length",
         b"HTTP/1.0 200 OK\r\nContent-Length: 10\r\n\r\nshort",
@@ -89,7 +92,16 @@ def test_a_401_says_why() -> None:
         b"HTTP/1.0 200 OK\r\n" + b"X-Filler: x\r\n" * 150 + b"\r\n",
         b"HTTP/1.0 200 OK\r\nX-Long: " + b"x" * 70_000 + b"\r\n\r\n",
     ],
-    ids=["hang up", "not http", "no length", "short", "odd length", "many headers", "long"],
+    ids=[
+        "hang up",
+        "blank",
+        "not http",
+        "no length",
+        "short",
+        "odd length",
+        "many headers",
+        "long",
+    ],
 )
 def test_malformed_answers_raise_rpc_errors(data: bytes) -> None:
     """Whatever a server answers, post() fails with an RpcError subclass, never another
@@ -150,3 +162,17 @@ def test_a_stream_handshake_is_signed_with_its_upgrade() -> None:
     assert request.signed_for(fake.netloc)
     del request.headers["Upgrade"]
     assert not request.signed_for(fake.netloc)
+
+
+@given(
+    data=st.one_of(
+        st.binary(max_size=2000),
+        st.builds(lambda rest: b"HTTP/1.0 " + rest, st.binary(max_size=2000)),
+        st.builds(lambda rest: b"HTTP/1.0 200 OK\r\n" + rest, st.binary(max_size=2000)),
+    )
+)
+def test_any_answer_is_an_rpc_error_or_a_signed_reply(data: bytes) -> None:
+    """Whatever bytes a server answers with (not holding the secret, it cannot sign them),
+    post() raises an RpcError subclass and nothing else."""
+    with FakeServer(reply_with(data)) as fake, pytest.raises(RpcError):
+        post(fake.address, "/ping", b"", SECRET, WAIT)
