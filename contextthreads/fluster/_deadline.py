@@ -71,6 +71,8 @@ class GuardedReader(io.RawIOBase):
         return True
 
     def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        if self.budget is None and self.deadline is None:
+            return self._sock.recv_into(buffer)  # a stream's frames: the hot path
         view = memoryview(buffer)
         if self.budget is not None:
             if self.budget <= 0:
