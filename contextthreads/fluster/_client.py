@@ -98,7 +98,7 @@ def read_answer_head(sent: Sent, where: str) -> tuple[int, email.message.Message
     if not status_line:
         raise RpcConnectionError(f"{where} closed the connection without answering")
     headers = http.client.parse_headers(sent.reader)
-    parts = status_line.split(None, 2) + ["", ""]
+    parts = [*status_line.split(None, 2), "", ""]
     status = number(parts[1])
     if sent.raw.exhausted or not parts[0].startswith("HTTP/") or not 100 <= status <= 599:
         raise RpcProtocolError(f"{where} answered with {status_line[:200]!r}")
