@@ -7,14 +7,12 @@ test_migrate_corpus.py and test_migrate_projects.py.
 from __future__ import annotations
 
 import contextvars
-import json
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 from typing import Any
 
 import pytest
+from realcode import isort_findings
 
 from contextthreads.migrate import UnsafeRewrite, rewrite_source
 
@@ -890,25 +888,6 @@ def test_rewritten_code_still_compiles(before: str) -> None:
     compile(rewrite(code(before)), "<migrated>", "exec")
 
 
-RUFF_ISORT = (sys.executable, "-m", "ruff", "check", "--isolated", "--select", "I", "--exit-zero")
-
-
-def _ruff_isort(directory: Path) -> set[str]:
-    """Return the files under ``directory`` that ``ruff check --select I`` finds unsorted."""
-    proc = subprocess.run(
-        [*RUFF_ISORT, "--output-format", "json", "."],
-        cwd=directory,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    if proc.returncode != 0 and "No module named ruff" in proc.stderr:
-        pytest.skip("ruff is not installed (it is in the test extra)")
-    assert proc.returncode == 0, proc.stderr
-    return {Path(item["filename"]).name for item in json.loads(proc.stdout)}
-
-
 def test_new_imports_are_where_ruff_and_isort_put_them(tmp_path: Path) -> None:
     """Every case whose input ruff's isort rules accept is still accepted after the rewrite.
 
@@ -922,9 +901,9 @@ def test_new_imports_are_where_ruff_and_isort_put_them(tmp_path: Path) -> None:
         text = code(source)
         (before / f"{name.replace('-', '_')}.py").write_text(text)
         (after / f"{name.replace('-', '_')}.py").write_text(rewrite(text))
-    clean = {p.name for p in before.glob("*.py")} - _ruff_isort(before)
+    clean = {Path(p.name) for p in before.glob("*.py")} - isort_findings(before)
     assert len(clean) > 20  # most cases are isort-clean to begin with
-    assert not clean & _ruff_isort(after)
+    assert not clean & isort_findings(after)
 
 
 def test_line_endings_of_new_imports_follow_the_file() -> None:
@@ -1088,12 +1067,13 @@ def test_unsafe_report_is_the_same_on_every_run() -> None:
 def test_unparseable_source_raises_syntax_error() -> None:
     """rewrite_source() reports code it has to parse and cannot as a SyntaxError."""
     with pytest.raises(SyntaxError):
-        rewrite_source("def f(:\n    Thread()\n")
+        rewrite_source("import threading\n\ndef f(:\n    threading.Thread()\n")
 
 
 def test_source_that_never_names_the_classes_is_not_parsed() -> None:
-    """A file without Thread or Timer in it comes back as it is, even if it would not parse."""
-    assert rewrite_source("def f(:\n") == "def f(:\n"
+    """A file that never says Thread or Timer, or never threading or concurrent, is not parsed."""
+    for source in ("def f(:\n", "import threading\ndef f(:\n", "Thread\ndef f(:\n"):
+        assert rewrite_source(source) == source
 
 
 # --- the rewritten code runs, in context ----------------------------------------

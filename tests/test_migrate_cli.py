@@ -10,23 +10,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from realcode import migrate
 
 from contextthreads.migrate import main, rewrite_source
 from contextthreads.migrate._cli import _Progress
 
 pytest.importorskip("libcst", reason="contextthreads.migrate needs libcst, which has no wheel here")
-
-
-def migrate(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m contextthreads.migrate ARGS`` in ``tmp_path``."""
-    return subprocess.run(
-        [sys.executable, "-m", "contextthreads.migrate", *args],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 NEEDS_WORK = "import threading\n\nthreading.Thread(target=print).start()\n"
@@ -97,7 +86,7 @@ def test_default_rewrites_in_place_and_then_checks_clean(project: Path) -> None:
 
 def test_unparseable_file_exits_2_and_names_it(project: Path) -> None:
     """A file to parse that does not parse is reported, with exit status 2; others proceed."""
-    (project / "pkg" / "broken.py").write_text("def f(:\n    Thread()\n")
+    (project / "pkg" / "broken.py").write_text("import threading\ndef f(:\n    Thread()\n")
     proc = migrate(project, "pkg")
     assert proc.returncode == 2
     assert f"error: {Path('pkg', 'broken.py')}: cannot parse" in proc.stderr

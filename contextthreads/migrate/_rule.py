@@ -19,8 +19,9 @@ would rewrite is bound to something else too, is left alone and reported.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
-from typing import Mapping, NamedTuple, Optional, Sequence, Union, cast
+from typing import NamedTuple, Optional, Sequence, Union
 
 import libcst as cst
 from libcst.helpers import get_full_name_for_node
@@ -29,7 +30,6 @@ from libcst.metadata import (
     GlobalScope,
     ImportAssignment,
     MetadataWrapper,
-    ParentNodeProvider,
     PositionProvider,
     Scope,
     ScopeProvider,
@@ -107,6 +107,42 @@ def _canonical(target: str) -> str:
     return target.replace(".thread.", ".")
 
 
+#: Nodes that are never a parent we ask about; skipping them halves the walk.
+_LEAVES = (
+    cst.BaseParenthesizableWhitespace,
+    cst.EmptyLine,
+    cst.TrailingWhitespace,
+    cst.Newline,
+    cst.Comment,
+)
+_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def _parents(module: cst.Module) -> dict[cst.CSTNode, cst.CSTNode]:
+    """Map each node to its parent, whitespace aside.
+
+    libcst's ParentNodeProvider does the same through the visitor machinery at
+    ten times the cost, a third of a whole run: walking the dataclass fields
+    directly is enough, since nothing is replaced.
+    """
+    parents: dict[cst.CSTNode, cst.CSTNode] = {}
+    stack: list[cst.CSTNode] = [module]
+    while stack:
+        node = stack.pop()
+        kind = type(node)
+        names = _FIELDS.get(kind)
+        if names is None:
+            names = _FIELDS[kind] = tuple(f.name for f in dataclasses.fields(kind))
+        for name in names:
+            value = getattr(node, name)
+            children = value if isinstance(value, (tuple, list)) else (value,)
+            for child in children:
+                if isinstance(child, cst.CSTNode) and not isinstance(child, _LEAVES):
+                    parents[child] = node
+                    stack.append(child)
+    return parents
+
+
 def _alias_for(statement: Statement, assignment: ImportAssignment) -> Optional[cst.ImportAlias]:
     if isinstance(statement.names, cst.ImportStar):
         return None
@@ -120,10 +156,8 @@ def _alias_for(statement: Statement, assignment: ImportAssignment) -> Optional[c
 class _Analysis:
     def __init__(self, wrapper: MetadataWrapper) -> None:
         self.wrapper = wrapper
-        # One pass for both; resolve_many's result is untyped, hence the casts.
-        metadata = wrapper.resolve_many([ScopeProvider, ParentNodeProvider])
-        self.parents = cast("Mapping[cst.CSTNode, cst.CSTNode]", metadata[ParentNodeProvider])
-        scopes = cast("Mapping[cst.CSTNode, Optional[Scope]]", metadata[ScopeProvider])
+        self.parents = _parents(wrapper.module)
+        scopes = wrapper.resolve(ScopeProvider)
         self.module_has_contextthreads = False
         self.bindings: dict[cst.ImportAlias, _Binding] = {}
         self.uses: list[_Use] = []

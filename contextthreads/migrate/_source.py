@@ -14,13 +14,15 @@ __all__ = ("mentions_targets", "rewrite_bytes", "rewrite_source")
 def mentions_targets(source: str | bytes) -> bool:
     """Return False when ``source`` cannot name Thread, Timer or ThreadPoolExecutor.
 
-    Every way to reach them spells one of these words; a file without them
-    (most of a codebase) is never parsed. Source encodings are ASCII-compatible
-    (PEP 263), so the bytes can be searched as they are.
+    Every way to reach them spells one of those words and imports ``threading``
+    or ``concurrent``; a file without both (most of a codebase) is never parsed.
+    Source encodings are ASCII-compatible (PEP 263), so bytes are searched as
+    they are.
     """
-    if isinstance(source, str):
-        return "Thread" in source or "Timer" in source
-    return b"Thread" in source or b"Timer" in source
+    text = source.encode("utf-8", "surrogatepass") if isinstance(source, str) else source
+    return (b"Thread" in text or b"Timer" in text) and (
+        b"threading" in text or b"concurrent" in text
+    )
 
 
 def _parse(source: str | bytes) -> cst.Module:
