@@ -524,6 +524,46 @@ CASES: list[tuple[str, str, str | None]] = [
         """,
     ),
     (
+        "unused-import-with-a-comment-stays-with-it",
+        """
+        import os
+        import threading  # for the worker
+
+        t = threading.Thread(target=os.getpid)
+        """,
+        """
+        import os
+        import threading  # for the worker
+
+        import contextthreads
+
+        t = contextthreads.Thread(target=os.getpid)
+        """,
+    ),
+    (
+        "local-import-under-a-module-binding-keeps-its-comment",
+        """
+        import contextthreads
+
+
+        def f():
+            # local, for speed
+            import threading
+
+            return threading.Thread()
+        """,
+        """
+        import contextthreads
+
+
+        def f():
+            # local, for speed
+            import threading
+
+            return contextthreads.Thread()
+        """,
+    ),
+    (
         "conditional-import-moves-although-rebound",
         """
         try:

@@ -284,7 +284,7 @@ def _arrange_group(
                     head = cast(cst.SimpleStatementLine, _with_blank(head, _blank(line)))
                 items.append(head)
                 items.extend(new[1:])
-            elif line is not first and _keeps_comment(fates[line]):
+            elif (line is not first or not new) and _keeps_comment(fates[line]):
                 items.append(line)
             else:
                 items.append(_Gone(_blank(line), line))

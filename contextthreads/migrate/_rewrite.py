@@ -115,6 +115,7 @@ class _Rewriter(cst.CSTTransformer):
         self.fates: dict[cst.BaseStatement, Fate] = {}
         self.pieces: dict[cst.BaseStatement, list[_Piece]] = {}
         self.line_of: dict[Statement, cst.BaseStatement] = {}
+        self.binds = set(plan.binds.values())
 
     def leave_Attribute(
         self, original_node: cst.Attribute, updated_node: cst.Attribute
@@ -131,7 +132,6 @@ class _Rewriter(cst.CSTTransformer):
     def leave_SimpleStatementLine(
         self, original_node: cst.SimpleStatementLine, updated_node: cst.SimpleStatementLine
     ) -> cst.SimpleStatementLine:
-        binds = set(self.plan.binds.values())
         inline = not is_import_line(original_node)
         body: list[cst.BaseSmallStatement] = []
         pieces: list[_Piece] = []
@@ -146,7 +146,7 @@ class _Rewriter(cst.CSTTransformer):
                     body.append(self._shaped(piece))
                 else:
                     pieces.append(piece)
-            if inline and original in binds:
+            if inline and original in self.binds:
                 # On a line like "import threading; t = threading.Thread()" the
                 # name must be bound before the rest of the line runs.
                 body.append(import_line(MODULE).body[0])
@@ -339,7 +339,7 @@ def rewrite_module(module: cst.Module, first_party: Collection[str] = ()) -> cst
     cannot be rewritten without changing its meaning. Pure: call it from any thread.
     """
     wrapper = MetadataWrapper(module, unsafe_skip_copy=True)
-    plan, problems, _ = analyse(wrapper)
+    plan, problems = analyse(wrapper)
     if problems:
         raise UnsafeRewrite(problems)
     if not plan:

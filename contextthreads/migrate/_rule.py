@@ -54,7 +54,6 @@ _TYPE_TESTS = {"isinstance": 1, "issubclass": 1}
 _BUILD, _TYPE, _VALUE = "build", "type", "value"
 
 Statement = Union[cst.Import, cst.ImportFrom]
-Block = Union[cst.Module, cst.IndentedBlock]
 
 
 @dataclass(eq=False)
@@ -455,14 +454,13 @@ class _Analysis:
         return tuple(sorted(problems))
 
 
-def analyse(wrapper: MetadataWrapper) -> tuple[Plan, tuple[Problem, ...], bool]:
-    """Return the plan for ``wrapper``'s module, the problems that forbid it, and
-    whether the module already binds ``contextthreads`` at its top level."""
+def analyse(wrapper: MetadataWrapper) -> tuple[Plan, tuple[Problem, ...]]:
+    """Return the plan for ``wrapper``'s module, or an empty one and the problems that forbid it."""
     analysis = _Analysis(wrapper)
     analysis.classify()
     found = analysis.problems()
     plan = Plan() if found else analysis.plan()
     found += analysis.check_lines(plan)
     if found:
-        return Plan(), analysis.located(found), analysis.module_has_contextthreads
-    return plan, (), analysis.module_has_contextthreads
+        return Plan(), analysis.located(found)
+    return plan, ()
