@@ -258,3 +258,27 @@ def test_default_jobs_use_every_cpu(many: Path) -> None:
     assert proc.returncode == 2
     assert proc.stdout.count("would rewrite") == 12
     assert os.cpu_count()
+
+
+def test_a_failure_in_one_file_is_reported_and_the_others_proceed(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unexpected error while rewriting one file names it, exits 2, and spares the others."""
+    import contextthreads.migrate._source as source
+
+    real = source.rewrite_bytes
+
+    def failing(data: bytes, first_party: frozenset[str]) -> object:
+        if b"fail here" in data:
+            raise RuntimeError("boom")
+        return real(data, first_party)
+
+    monkeypatch.setattr(source, "rewrite_bytes", failing)
+    monkeypatch.chdir(project)
+    (project / "pkg" / "odd.py").write_text("# fail here\n" + NEEDS_WORK)
+    out, err = io.StringIO(), io.StringIO()
+    assert main(["-j", "1", "pkg"], stdout=out, stderr=err) == 2
+    assert err.getvalue() == (
+        f"error: {Path('pkg', 'odd.py')}: cannot rewrite (RuntimeError: boom); please report it\n"
+    )
+    assert out.getvalue() == f"rewrote {Path('pkg', 'work.py')}\n"

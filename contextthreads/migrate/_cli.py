@@ -134,6 +134,8 @@ def _work(task: _Task) -> _Result:
         return _Result(error=f"cannot parse: {exc}")
     except UnsafeRewrite as exc:
         return _Result(problems=tuple(exc.problems))
+    except Exception as exc:  # a bug of ours must not stop the other files
+        return _Result(error=f"cannot rewrite ({type(exc).__name__}: {exc}); please report it")
     if rewritten is None:
         return _Result()
     after, encoding = rewritten
@@ -180,7 +182,13 @@ def _results(tasks: list[_Task], jobs: int) -> Iterable[_Result]:
         yield from map(_work, tasks)
         return
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        yield from pool.map(_work, tasks)
+        # Largest first, so no worker is left with a big file at the end; the
+        # results are still handed back in the tasks' order.
+        futures = {}
+        for index in sorted(range(len(tasks)), key=lambda i: -len(tasks[i].source)):
+            futures[index] = pool.submit(_work, tasks[index])
+        for index in range(len(tasks)):
+            yield futures[index].result()
 
 
 def main(
