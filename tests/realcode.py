@@ -3,7 +3,8 @@
 The real-code tests migrate released projects. Each one is named here by
 version and sha256, found through the package index's JSON simple API
 (PEP 691, what pip reads), downloaded once into
-``$CONTEXTTHREADS_SDIST_CACHE`` (default ``~/.cache/contextthreads-tests``),
+``$CONTEXTTHREADS_SDIST_CACHE`` (default ``contextthreads-tests/sdists`` under
+``$XDG_CACHE_HOME`` or ``~/.cache``),
 checked against its hash, and unpacked there. Offline, the tests that need
 one are skipped with the reason.
 """
@@ -81,7 +82,8 @@ APSCHEDULER = Sdist(
 
 def cache_dir() -> Path:
     """Return the cache folder, made if need be."""
-    default = Path.home() / ".cache" / "contextthreads-tests"
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    default = Path(base) / "contextthreads-tests" / "sdists"
     path = Path(os.environ.get("CONTEXTTHREADS_SDIST_CACHE", default))
     path.mkdir(parents=True, exist_ok=True)
     return path
@@ -109,15 +111,15 @@ def fetch(sdist: Sdist) -> Path:
     if target.is_file() and _digest(target) == sdist.sha256:
         return target
     try:
-        url = _url(sdist)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".part")
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=_TIMEOUT) as src:
-            shutil.copyfileobj(src, out)
+        with urllib.request.urlopen(_url(sdist), timeout=_TIMEOUT) as response:
+            data = response.read()
     except (OSError, LookupError, ValueError) as exc:  # URLError is an OSError
         pytest.skip(f"cannot fetch {sdist.filename} from PyPI (offline?): {exc}")
-    if _digest(Path(tmp)) != sdist.sha256:
-        os.unlink(tmp)
+    if hashlib.sha256(data).hexdigest() != sdist.sha256:
         raise AssertionError(f"{sdist.filename} from PyPI does not match its pinned sha256")
+    fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".part")
+    with os.fdopen(fd, "wb") as out:
+        out.write(data)
     os.replace(tmp, target)
     return target
 

@@ -23,7 +23,6 @@ import libcst as cst
 __all__ = ("Fate", "arrange", "import_line", "is_import_line")
 
 FUTURE, STDLIB, THIRD, FIRST, LOCAL = range(5)
-_MAX_LINE = 88  # ruff's and black's default: a merged import longer than this is wrapped
 
 Item = Union[cst.BaseStatement, "_Gone"]
 #: Builds the "from contextthreads import ..." line for a group's moves, merged

@@ -19,6 +19,8 @@ from ._rule import MODULE, Plan, Statement, analyse
 
 __all__ = ("rewrite_module",)
 
+_MAX_LINE = 88  # ruff's and black's default: a merged import longer than this is wrapped
+
 
 @dataclass(frozen=True)
 class _Piece:
@@ -291,7 +293,7 @@ class _Rewriter(cst.CSTTransformer):
             entries[text] = entries.get(text) or note
         newline, indent = self.module.default_newline, self.module.default_indent
         one = f"from {MODULE} import {', '.join(entries)}"
-        if not heads and not any(entries.values()) and len(one) <= 88:
+        if not heads and not any(entries.values()) and len(one) <= _MAX_LINE:
             text = one + newline
         else:
             lines = [f"from {MODULE} import (" + "".join(f"  {h}" for h in heads)]
