@@ -37,7 +37,7 @@ from libcst.metadata import (
 
 from ._problems import Problem
 
-__all__ = ("MODULE", "TARGETS", "Plan", "analyse")
+__all__ = ("MODULE", "TARGETS", "Plan", "Statement", "analyse")
 
 #: Fully qualified stdlib class -> the name contextthreads exports for it.
 TARGETS = {
