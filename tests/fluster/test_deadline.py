@@ -43,8 +43,8 @@ def test_a_deadline_bounds_all_the_reads_together() -> None:
     raises socket.timeout once the whole of it has passed."""
     left, right = socket.socketpair()
     with left, right:
-        reader = buffered(GuardedReader(right, Deadline(0.3)))
         started = time.monotonic()
+        reader = buffered(GuardedReader(right, Deadline(0.3)))
         with pytest.raises(socket.timeout):
             read_byte_by_byte(left, reader)
         assert 0.3 <= time.monotonic() - started < WAIT
