@@ -111,6 +111,11 @@ class WorkerDispatcher:
                         self._fail(f"job exited with code {code}")
                         return
                     continue
+                if self._channel is not None and self._channel.peer_closed():
+                    # The worker hung up while idle (gone, most likely): the task has not
+                    # reached it, and goes to a new stream, or back to the queue for free.
+                    self._channel.close()
+                    self._channel = None
                 self._clock = time.monotonic()
             else:
                 task = None

@@ -24,6 +24,7 @@ import hmac
 import http.client
 import io
 import os
+import select
 import socket
 import ssl
 import struct
@@ -113,6 +114,16 @@ class FrameChannel:
     def settimeout(self, timeout: float | None) -> None:
         """Bound each following blocking send or receive by ``timeout`` seconds (None: no bound)."""
         self._sock.settimeout(timeout)
+
+    def peer_closed(self) -> bool:
+        """Return whether the peer has hung up, without waiting or reading (for an idle stream)."""
+        try:
+            if not select.select([self._sock], [], [], 0)[0]:
+                return False
+            # The socket's own bytes, even under TLS: a peer gone is a connection at its end.
+            return socket.socket.recv(self._sock, 1, socket.MSG_PEEK) == b""
+        except OSError:
+            return True
 
     def send(self, body: bytes) -> None:
         """Send ``body`` as one frame.

@@ -302,6 +302,36 @@ def test_tasks_for_a_dead_worker_are_never_lost(gate: Gate, watch_log: Any) -> N
             pool.shutdown(wait=True)
 
 
+def test_a_task_for_a_worker_that_died_idle_after_serving_is_not_lost(gate: Gate) -> None:
+    """A worker that served tasks and then died while idle, its exit not reported yet, costs
+    no task: its dispatcher sees the stream hung up before sending, the task goes back to
+    the queue without using up a retry (there are none) and runs on the other worker."""
+    with LocalCluster(launcher=ExitUnreportedLauncher()) as cluster:
+        pool = make_pool(cluster, "job-died", WorkerPoolConfig(num_workers=2, max_retries=0))
+        try:
+            pool.wait_for_workers(timeout=WAIT)
+            served = [pool.submit(tasks.report_and_wait, gate.address) for _ in range(2)]
+            pids = [gate.arrive(), gate.arrive()]
+            for pid in pids:
+                gate.release(pid)
+            assert sorted(f.result(WAIT) for f in served) == sorted(pids)
+            victim, survivor = pids
+            victim_job = detail_for_pid(pool, victim)["job_id"]
+            os.kill(victim, signal.SIGKILL)
+            assert cluster.client().wait(victim_job, WAIT) is not None
+            gated = pool.submit(tasks.report_and_wait, gate.address, "gated")
+            assert gate.arrive() == survivor
+            futures = [pool.submit(os.getpid) for _ in range(6)]
+            assert detail_for_pid(pool, victim)["status"] in ("IDLE", "FAILED")
+            gate.release(survivor)
+            assert gated.result(WAIT) == "gated"
+            assert {f.result(WAIT) for f in futures} == {survivor}
+            status = pool.status()
+            assert (status.tasks_failed, status.workers_failed) == (0, 1)
+        finally:
+            pool.shutdown(wait=True)
+
+
 class NeverRegistersLauncher(LocalProcessLauncher):
     """Launch each pool's worker 0 as a process that never registers, the others as usual."""
 

@@ -263,6 +263,18 @@ def test_close_is_idempotent() -> None:
         assert server.recv() is None
 
 
+def test_peer_closed_tells_a_hung_up_stream_without_reading() -> None:
+    """peer_closed() is False on an open, quiet stream and while a frame waits unread (which
+    it leaves for recv()), and True once the peer has hung up."""
+    with channel_pair() as (client, server):
+        assert not client.peer_closed()
+        server.send(b"waiting")
+        assert not client.peer_closed()
+        assert client.recv() == b"waiting"
+        server.close()
+        assert client.peer_closed()
+
+
 # -- forged, replayed, reflected and truncated frames ---------------------------
 
 
