@@ -39,14 +39,26 @@ _STREAM_PATH = "/stream"
 class ActorServer(SignedService):
     """Host named objects and serve calls to their public methods over signed HTTP.
 
-    Binds ``host`` (127.0.0.1 by default) and ``port`` (0: any free port) in
-    the constructor; ``port`` and ``address`` tell what was bound. The secret
-    defaults to the current FlusterContext's. Each call runs on its own
-    ``ContextThread`` in a copy of the context current when the server was
-    made, so actor methods see the job's FlusterContext; actors must be
-    thread-safe. With ``ssl_context`` (a server context holding a
-    certificate and its key) it serves TLS, at an ``https://`` address.
-    ``register`` and ``close`` are thread-safe.
+    The socket is bound in the constructor; ``port`` and ``address`` tell what
+    was bound. Call ``start()`` (or use ``with``) to serve. Each call runs on
+    its own ``ContextThread`` in a copy of the context current when the
+    server was made, so actor methods see the job's FlusterContext; actors
+    must be thread-safe. ``register()``, ``start()`` and ``close()`` are
+    thread-safe. Arguments, results and exceptions travel as cloudpickle,
+    and a method's exception re-raises on the caller with its own type.
+
+    Args:
+        secret: The cluster secret requests must be signed with; by default
+            the current FlusterContext's.
+        host: The address to bind (127.0.0.1 by default).
+        port: The port to bind; 0 picks a free one.
+        advertise_host: The name callers reach it by, when ``host`` is a
+            wildcard; it is also the ``Host`` signed requests must name.
+        ssl_context: A server context holding a certificate and its key: it
+            then serves TLS, at an ``https://`` address.
+
+    Raises:
+        RuntimeError: Without ``secret`` and without a current FlusterContext.
     """
 
     def __init__(
@@ -72,7 +84,13 @@ class ActorServer(SignedService):
         )
 
     def register(self, name: str, actor: object) -> None:
-        """Serve ``actor``'s public methods under ``name``, replacing any actor of that name."""
+        """Serve ``actor``'s public methods under ``name``, replacing any actor of that name.
+
+        Args:
+            name: The name callers give ``ActorClient``.
+            actor: Any object; its methods whose names do not start with
+                ``_`` can be called, and must be thread-safe.
+        """
         with self._lock:
             self._actors[name] = actor
 
@@ -113,11 +131,21 @@ class ActorServer(SignedService):
 class ActorClient:
     """Call the methods of one actor at a known URL, each call bounded by ``timeout`` seconds.
 
-    ``timeout`` is a deadline for the whole call: connecting, any TLS
-    handshake, sending, and every wait for the answer. The secret defaults
-    to the current FlusterContext's. ``https://`` URLs are reached over TLS,
-    with ``ssl_context`` if given (see ``TLSConfig``). Thread-safe: every call
-    has its own connection.
+    Thread-safe: every call has its own connection.
+
+    Args:
+        url: The actor server's ``http://`` or ``https://`` address
+            (``ResolvedEndpoint.url``).
+        actor_name: The name the actor was registered under.
+        secret: The cluster secret requests are signed with; by default the
+            current FlusterContext's.
+        timeout: Seconds for each whole call (connecting, any TLS handshake,
+            sending, and every wait for the answer); None waits forever.
+        ssl_context: The client context for an ``https://`` URL; by default
+            one trusting ``$FLUSTER_TLS_CA``, else the system's CAs.
+
+    Raises:
+        RuntimeError: Without ``secret`` and without a current FlusterContext.
     """
 
     def __init__(
@@ -139,7 +167,19 @@ class ActorClient:
         return f"ActorClient({self.url!r}, {self.actor_name!r})"
 
     def send(self, body: bytes, timeout: float | None = None) -> bytes:
-        """POST an ``encode_call()`` body; return the verified reply. Raises ``RpcError``."""
+        """POST an encoded call and return the verified reply, still encoded.
+
+        ``call()`` encodes and decodes around it; a dispatcher encodes once and
+        sends many times.
+
+        Args:
+            body: The call, as the package's codec encodes it.
+            timeout: Seconds for the whole call; None means the client's.
+
+        Raises:
+            RpcError: A subclass saying what failed (auth, connection,
+                protocol, timeout).
+        """
         return post(
             self.url,
             _CALL_PATH,
@@ -152,9 +192,15 @@ class ActorClient:
     def stream(self, method: str, timeout: float | None = None) -> FrameChannel:
         """Open a frame stream served by the actor's ``method(channel)``; return our end.
 
-        ``timeout`` (default: the client's) bounds connecting and the whole
-        handshake, then stays on the channel, bounding each send and receive,
-        until changed. Raises ``RpcError``.
+        Args:
+            method: The actor's method that serves the stream; it is called
+                with the server's ``FrameChannel`` on a thread of its own.
+            timeout: Bounds connecting and the whole handshake, then stays on
+                the channel, bounding each send and receive, until changed
+                (``FrameChannel.settimeout()``); None means the client's.
+
+        Raises:
+            RpcError: A subclass saying what failed.
         """
         return connect(
             self.url,
@@ -166,7 +212,19 @@ class ActorClient:
         )
 
     def call(self, method: str, /, *args: Any, **kwargs: Any) -> Any:
-        """Return ``actor.method(*args, **kwargs)`` run remotely, or raise what it raised."""
+        """Return ``actor.method(*args, **kwargs)`` run remotely, or raise what it raised.
+
+        Args:
+            method: The name of a public method of the actor.
+            *args: Its positional arguments; they must pickle.
+            **kwargs: Its keyword arguments; they must pickle.
+
+        Raises:
+            RpcError: If the call got no usable answer (the infrastructure
+                failed, not the method).
+            Exception: Whatever the method raised, with its own type; one that
+                cannot be sent back as itself arrives as a ``RemoteError``.
+        """
         ok, value = decode_reply(self.send(encode_call(self.actor_name, method, args, kwargs)))
         if ok:
             return value

@@ -27,7 +27,15 @@ __all__ = ("Entrypoint", "FlusterClient", "LocalCluster")
 
 @dataclass(frozen=True)
 class Entrypoint:
-    """What a job runs: ``callable(*args, **kwargs)``, shipped to the worker with cloudpickle."""
+    """What a job runs: ``callable(*args, **kwargs)``, shipped to the worker with cloudpickle.
+
+    Attributes:
+        callable: What the worker process calls; it must pickle with
+            cloudpickle (a function of ``__main__`` or a lambda travels by
+            value, one of an importable module by reference).
+        args: Its positional arguments.
+        kwargs: Its keyword arguments.
+    """
 
     callable: Callable[..., object]
     args: tuple[Any, ...] = ()
@@ -37,17 +45,32 @@ class Entrypoint:
 class LocalCluster:
     """Run a controller in this process and jobs as worker processes on this host.
 
-    Use it as a context manager: entering starts the controller (on
-    ``host``, 127.0.0.1 by default, on a free port unless ``port`` is given),
-    leaving terminates every job still running and stops the controller. The
-    secret is generated unless given; it is never shown in ``repr()``.
+    Use it as a context manager: entering starts the controller, leaving
+    terminates every job still running and stops the controller. The
+    controller's socket is bound in the constructor. Thread-safe.
 
     To reach workers on other hosts, bind ``host="0.0.0.0"``, give the
     ``advertise_host`` they reach this one by, a ``launcher`` that runs the
     worker command there, and ``python``, the interpreter path on those hosts
-    (see ``contextthreads.fluster.worker``). With ``tls``, the controller
-    and every worker's actor server serve TLS with its certificate, and
-    clients verify them against its CA file. Thread-safe.
+    (see ``contextthreads.fluster.worker``).
+
+    Args:
+        secret: The cluster secret that signs every request; by default a
+            fresh random one. It is never shown in ``repr()``.
+        host: The address the controller binds: 127.0.0.1 by default,
+            ``0.0.0.0`` for every interface.
+        port: The controller's port; 0 picks a free one (see ``address``).
+        advertise_host: The name or address workers reach the controller by,
+            when ``host`` is a wildcard.
+        launcher: Starts each worker process; by default a
+            ``LocalProcessLauncher`` (subprocesses of this one). Use a
+            ``SlurmLauncher``, a ``RayLauncher`` or your own ``JobLauncher``
+            to run them elsewhere.
+        python: The interpreter path the worker command uses; by default this
+            process's ``sys.executable``.
+        tls: With a ``TLSConfig``, the controller and every worker's actor
+            server serve TLS with its certificate, and clients verify them
+            against its CA file.
     """
 
     def __init__(
@@ -83,7 +106,7 @@ class LocalCluster:
 
     @property
     def address(self) -> str:
-        """Return the controller's ``http://host:port``."""
+        """Return the controller's address, ``http://host:port`` (``https://`` with TLS)."""
         return self._controller.address
 
     @property
@@ -92,7 +115,11 @@ class LocalCluster:
         return self._controller
 
     def start(self) -> LocalCluster:
-        """Start serving the controller; return self."""
+        """Start serving the controller; return self. A second call does nothing.
+
+        Raises:
+            RuntimeError: If the cluster was closed.
+        """
         with self._lock:
             if self._closed:
                 raise RuntimeError("this LocalCluster is closed")
@@ -125,7 +152,11 @@ class LocalCluster:
         self._controller.close()
 
     def context(self, job_id: str = "root") -> FlusterContext:
-        """Return the FlusterContext of a job called ``job_id`` in this cluster (a root job)."""
+        """Return the FlusterContext of a job called ``job_id`` in this cluster (a root job).
+
+        Args:
+            job_id: The job's id, whose first segment is its namespace.
+        """
         return FlusterContext(job_id=job_id, controller_address=self.address, secret=self.secret)
 
     def client(self) -> FlusterClient:
@@ -133,7 +164,16 @@ class LocalCluster:
         return FlusterClient(self)
 
     def launch(self, ctx: FlusterContext, spec: bytes) -> None:
-        """Store ``spec`` for ``ctx.job_id`` and start its worker. Use ``FlusterClient.submit``."""
+        """Store ``spec`` for ``ctx.job_id`` and start its worker. Use ``FlusterClient.submit``.
+
+        Args:
+            ctx: The new job's context (its id, this cluster's address and secret).
+            spec: The job's pickled ``Entrypoint``.
+
+        Raises:
+            RuntimeError: If the cluster was closed.
+            ValueError: If a job of that id is still running.
+        """
         with self._lock:
             if self._closed:
                 raise RuntimeError("this LocalCluster is closed")
@@ -147,12 +187,20 @@ class LocalCluster:
             self._jobs[ctx.job_id] = self._launcher.launch(ctx.job_id, self._command, env)
 
     def job(self, job_id: str) -> JobHandle:
-        """Return the handle of a job; raise ``KeyError`` if it was never submitted."""
+        """Return the handle of a job, from its launcher.
+
+        Raises:
+            KeyError: If no job of that id was ever submitted.
+        """
         with self._lock:
             return self._jobs[job_id]
 
     def terminate(self, job_id: str) -> None:
-        """Stop a job, bounded by the grace time, and forget its endpoints."""
+        """Stop a job, bounded by the grace time, and forget its endpoints.
+
+        Raises:
+            KeyError: If no job of that id was ever submitted.
+        """
         handle = self.job(job_id)
         handle.terminate(TERMINATE_GRACE)
         self._controller.forget_job(job_id)
@@ -162,7 +210,10 @@ class FlusterClient:
     """Submit and manage jobs of a cluster, on behalf of the current FlusterContext.
 
     Submitted jobs are children of the job current at ``submit()``: their ids
-    sit under its namespace. Thread-safe.
+    sit under its namespace. Thread-safe. Get one from ``LocalCluster.client()``.
+
+    Args:
+        cluster: The cluster whose jobs it submits.
     """
 
     def __init__(self, cluster: LocalCluster) -> None:
@@ -181,9 +232,19 @@ class FlusterClient:
     ) -> str:
         """Launch a job running ``entrypoint`` and return its id, ``<current job id>/<name>``.
 
-        ``entrypoint`` is an ``Entrypoint`` or a callable called with ``args``
-        and ``kwargs``. Raises ``RuntimeError`` without a current
-        FlusterContext, and at once if the entrypoint cannot be serialized.
+        Args:
+            entrypoint: An ``Entrypoint``, or a callable to call with ``args``
+                and ``kwargs``.
+            name: The job's name: one job-id segment, without ``/``.
+            args: Positional arguments, for a callable ``entrypoint``.
+            kwargs: Keyword arguments, for a callable ``entrypoint``.
+
+        Raises:
+            RuntimeError: Without a current FlusterContext.
+            TypeError: If ``entrypoint`` is not callable, or cannot be
+                serialized (raised at once, before anything is launched).
+            ValueError: If ``name`` is not a usable job name, or the job is
+                already running.
         """
         check_job_name(name)
         if not isinstance(entrypoint, Entrypoint):
@@ -200,7 +261,11 @@ class FlusterClient:
         return child.job_id
 
     def terminate(self, job_id: str) -> None:
-        """Stop a job (SIGTERM, then SIGKILL after a grace time) and forget its endpoints."""
+        """Stop a job (SIGTERM, then SIGKILL after a grace time) and forget its endpoints.
+
+        Raises:
+            KeyError: If no job of that id was ever submitted.
+        """
         self._cluster.terminate(job_id)
 
     def poll(self, job_id: str) -> int | None:
@@ -208,7 +273,13 @@ class FlusterClient:
         return self._cluster.job(job_id).poll()
 
     def wait(self, job_id: str, timeout: float) -> int | None:
-        """Wait up to ``timeout`` seconds for a job to end; return its exit code or None."""
+        """Wait up to ``timeout`` seconds for a job to end; return its exit code or None.
+
+        An exit code is negative for a job ended by a signal (``-9``: killed).
+
+        Raises:
+            KeyError: If no job of that id was ever submitted.
+        """
         return self._cluster.job(job_id).wait(timeout)
 
     def pid(self, job_id: str) -> int | None:

@@ -46,7 +46,17 @@ TaskCall = Tuple[Callable[..., Any], Tuple[Any, ...], Mapping[str, Any], Sequenc
 
 
 class RemoteError(Exception):
-    """Stand in for a remote exception that could not be sent back as itself."""
+    """Stand in for a remote exception that could not be sent back as itself.
+
+    An exception that cannot be pickled, or whose type does not exist on the
+    caller's side, arrives as one of these, with its remote traceback as its
+    ``__cause__`` (a ``RemoteTraceback``).
+
+    Args:
+        type_name: The remote exception's type, by qualified name.
+        message: A bounded text of its arguments.
+        remote_traceback: The traceback as the remote side formatted it.
+    """
 
     def __init__(self, type_name: str, message: str, remote_traceback: str = "") -> None:
         super().__init__(f"{type_name}: {message}")
@@ -59,7 +69,15 @@ class RemoteError(Exception):
 
 
 class RemoteTraceback(Exception):
-    """Carry the remote traceback of an exception, as its ``__cause__``."""
+    """Carry the remote traceback of an exception, as its ``__cause__``.
+
+    Every exception that comes back from an actor or a worker carries one,
+    unless it had a cause of its own: printing it prints the remote
+    traceback beneath it.
+
+    Args:
+        text: The traceback as the remote side formatted it.
+    """
 
     def __init__(self, text: str) -> None:
         super().__init__(text)

@@ -63,6 +63,17 @@ class FlusterContext:
     namespace, which scopes every endpoint the job registers or resolves. The
     secret signs every request; it is left out of ``repr()`` and comparisons.
     Instances are immutable and safe to share between threads.
+
+    Args:
+        job_id: The job's id: one or more ``/``-separated segments, each
+            non-empty, printable and without surrounding whitespace.
+        controller_address: The controller's ``http://`` or ``https://``
+            address, as the job reaches it.
+        secret: The cluster secret, a non-empty string.
+
+    Raises:
+        ValueError: If any of the three is empty, or a segment of ``job_id``
+            is not a usable name.
     """
 
     job_id: str
@@ -81,7 +92,7 @@ class FlusterContext:
 
     @property
     def namespace(self) -> str:
-        """Return the root segment of the job id: every job under it shares its endpoints."""
+        """Return the root segment of the job id, whose jobs all share their endpoints."""
         return self.job_id.split("/", 1)[0]
 
     @property
@@ -91,11 +102,24 @@ class FlusterContext:
         return parent if sep else None
 
     def child_job_id(self, name: str) -> str:
-        """Return the id of a job called ``name`` submitted by this job."""
+        """Return the id of a job called ``name`` submitted by this job.
+
+        Args:
+            name: One segment: non-empty, printable, without ``/`` or
+                surrounding whitespace.
+
+        Raises:
+            ValueError: If ``name`` is not a usable segment (``TypeError`` if
+                not a str).
+        """
         return f"{self.job_id}/{check_job_name(name)}"
 
     def to_env(self) -> dict[str, str]:
-        """Return the environment variables from which ``context_from_env()`` rebuilds this."""
+        """Return the environment variables a worker process rebuilds this context from.
+
+        The secret is among them: hand them to a process privately (its
+        environment), never on a command line.
+        """
         return {
             ENV_JOB_ID: self.job_id,
             ENV_CONTROLLER: self.controller_address,
@@ -118,7 +142,12 @@ def get_fluster_ctx() -> FlusterContext | None:
 
 
 def fluster_ctx() -> FlusterContext:
-    """Return the current FlusterContext, or raise ``RuntimeError`` if there is none."""
+    """Return the current FlusterContext, or raise ``RuntimeError`` if there is none.
+
+    Raises:
+        RuntimeError: Outside any ``fluster_ctx_scope()`` or Fluster job, or in
+            a thread that was not started carrying the context.
+    """
     ctx = _current.get()
     if ctx is None:
         raise RuntimeError(
@@ -135,6 +164,15 @@ def fluster_ctx_scope(ctx: FlusterContext) -> Iterator[FlusterContext]:
 
     The change is seen by this thread and by ``ContextThread``\\ s started
     inside the block, never by other threads already running.
+
+    Args:
+        ctx: The context to make current.
+
+    Yields:
+        ``ctx``.
+
+    Raises:
+        TypeError: If ``ctx`` is not a ``FlusterContext``.
     """
     if not isinstance(ctx, FlusterContext):
         raise TypeError(f"fluster_ctx_scope() needs a FlusterContext, not {type(ctx).__name__}")

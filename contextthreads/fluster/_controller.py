@@ -26,7 +26,15 @@ logger = logging.getLogger("contextthreads.fluster")
 
 @dataclass(frozen=True)
 class Endpoint:
-    """One registered endpoint: a full (namespaced) name, where to reach it, and who owns it."""
+    """One registered endpoint: a full (namespaced) name, where to reach it, and who owns it.
+
+    Attributes:
+        endpoint_id: The controller's id for it, unique in that controller.
+        name: The full name, ``<namespace>/<actor name>``.
+        address: The URL of the actor server that hosts it.
+        job_id: The job that registered it; its endpoints go when it ends.
+        metadata: Free-form strings the registering job attached.
+    """
 
     endpoint_id: str
     name: str
@@ -46,7 +54,11 @@ class Endpoint:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Endpoint:
-        """Return the endpoint a ``to_json()`` dict describes."""
+        """Return the endpoint a ``to_json()`` dict describes.
+
+        Raises:
+            KeyError: If a field is missing.
+        """
         return cls(
             endpoint_id=str(data["endpoint_id"]),
             name=str(data["name"]),
@@ -66,13 +78,22 @@ def _text(request: Mapping[str, Any], key: str) -> str:
 class Controller(SignedService):
     """Serve an endpoint registry and a job-spec store on ``host`` (127.0.0.1 by default).
 
-    ``advertise_host`` is the name others reach it by, when ``host`` is a
-    wildcard such as ``0.0.0.0``. The socket is bound in the constructor: ``address`` holds the port
+    The socket is bound in the constructor: ``address`` holds the port
     actually bound, so ``port=0`` picks a free one without a race. Call
-    ``start()`` (or use ``with``) to serve. With ``ssl_context`` (a server
-    context holding a certificate and its key) it serves TLS, at an
-    ``https://`` address. Registry operations are also available in-process
-    and are thread-safe.
+    ``start()`` (or use ``with``) to serve; each request is served on a
+    thread of its own. Only requests signed with ``secret`` are answered.
+    Registry operations are also available in-process, and every method is
+    thread-safe. ``LocalCluster`` makes and runs one for you.
+
+    Args:
+        secret: The cluster secret requests must be signed with.
+        host: The address to bind; ``0.0.0.0`` for every interface.
+        port: The port to bind; 0 picks a free one.
+        advertise_host: The name others reach it by, when ``host`` is a
+            wildcard; it is also the ``Host`` signed requests must name.
+        ssl_context: A server context holding a certificate and its key
+            (``TLSConfig.server_context()``): it then serves TLS, at an
+            ``https://`` address.
     """
 
     def __init__(
@@ -101,7 +122,14 @@ class Controller(SignedService):
     def register(
         self, name: str, address: str, job_id: str, metadata: Mapping[str, str] | None = None
     ) -> str:
-        """Record an endpoint and return its id."""
+        """Record an endpoint and return its id.
+
+        Args:
+            name: Its full name, ``<namespace>/<actor name>``.
+            address: The URL it is reached at.
+            job_id: The job it belongs to.
+            metadata: Free-form strings to keep with it.
+        """
         with self._lock:
             endpoint_id = f"ep-{next(self._ids)}"
             self._endpoints[endpoint_id] = Endpoint(
@@ -188,10 +216,16 @@ class Controller(SignedService):
 class ControllerClient:
     """Call a controller over signed HTTP. Thread-safe: every call has its own connection.
 
-    Each call is bounded by ``timeout`` seconds, all of it. ``https://``
-    addresses are reached over TLS, with ``ssl_context`` if given. Methods
-    raise ``RpcError`` subclasses when the controller cannot be reached or
-    refuses the request.
+    Methods raise ``RpcError`` subclasses when the controller cannot be
+    reached, does not answer in time, or refuses the request.
+
+    Args:
+        address: The controller's ``http://`` or ``https://`` address.
+        secret: The cluster secret requests are signed with.
+        timeout: Seconds each whole call may take: connecting, any TLS
+            handshake, sending and every wait for the answer.
+        ssl_context: The client context for an ``https://`` address; by
+            default one trusting ``$FLUSTER_TLS_CA``, else the system's CAs.
     """
 
     def __init__(
@@ -222,7 +256,14 @@ class ControllerClient:
     def register(
         self, name: str, address: str, job_id: str, metadata: Mapping[str, str] | None = None
     ) -> str:
-        """Register an endpoint under its full name; return its id."""
+        """Register an endpoint under its full name; return its id.
+
+        Args:
+            name: Its full name, ``<namespace>/<actor name>``.
+            address: The URL it is reached at.
+            job_id: The job it belongs to.
+            metadata: Free-form strings to keep with it.
+        """
         reply = self._call(
             "register", name=name, address=address, job_id=job_id, metadata=dict(metadata or {})
         )

@@ -29,21 +29,34 @@ logger = logging.getLogger("contextthreads.fluster")
 class WorkerDispatcher:
     """Feed one worker: find its endpoint, then stream it tasks from the pool's queue.
 
-    Runs on a ``thread_class`` thread (``ContextThread``), started in the
-    context of whoever calls ``start()``: the ``resolver`` reads the
-    FlusterContext from there. Tasks go over one frame stream signed with
-    ``secret`` to the worker, which runs them one at a time. While a task
-    runs, the next may already wait in the connection (up to
-    ``max_in_flight`` in all), but only when no other worker is idle and it
-    is small, so the worker never waits for the network between tasks. Each
-    task's answer must come within ``timeout`` seconds, and the worker must
-    register within the state's ``registration_timeout``. Every change it
-    makes goes through ``state``, the pool's; ``client`` stops a failed
-    worker's job. ``https://`` workers are reached with ``ssl_context``.
+    A ``WorkerPool`` makes one per worker, through its ``dispatcher_class``:
+    subclass it to change how a worker is fed, and name the subclass there.
+    It runs on a ``thread_class`` thread (``ContextThread`` unless a subclass
+    says otherwise), started in the context of whoever calls ``start()``: the
+    ``resolver`` reads the FlusterContext from there, so on a thread that does
+    not carry the context it raises ``RuntimeError``.
+
+    Tasks go over one frame stream signed with ``secret`` to the worker,
+    which runs them one at a time. While a task runs, the next may already
+    wait in the connection (up to ``max_in_flight`` in all), but only when no
+    other worker is idle and it is small, so the worker never waits for the
+    network between tasks. Every change it makes goes through ``state``, the
+    pool's, under the pool's lock; ``start()`` and ``join()`` may be called
+    from any thread.
+
+    Args:
+        state: The pool's state machine, which the pool hands over.
+        worker: The pool's record of the worker to feed.
+        client: The cluster client, which stops a failed worker's job.
+        resolver: Finds the worker's endpoint by its actor name.
+        secret: The cluster secret the stream is signed with.
+        timeout: Seconds each task's answer may take; the worker must also
+            register within the state's ``registration_timeout``.
+        ssl_context: The client context ``https://`` workers are reached with.
     """
 
     thread_class: ClassVar[Callable[..., threading.Thread]] = ContextThread
-    #: Tasks handed to one worker at once: the running one, and one waiting.
+    #: Tasks handed to one worker at once, the running one and one waiting.
     max_in_flight: ClassVar[int] = 2
     #: Largest serialized task sent to a busy worker; bigger ones wait for an idle one.
     max_waiting_size: ClassVar[int] = 32 * 1024
@@ -78,11 +91,19 @@ class WorkerDispatcher:
         )
 
     def start(self) -> None:
-        """Start the dispatch thread in a copy of the caller's context."""
+        """Start the dispatch thread in a copy of the caller's context.
+
+        Raises:
+            RuntimeError: If it was started before.
+        """
         self._thread.start()
 
     def join(self, timeout: float) -> bool:
-        """Wait up to ``timeout`` seconds for the thread to end; return whether it did."""
+        """Wait up to ``timeout`` seconds for the thread to end; return whether it did.
+
+        Args:
+            timeout: The most seconds to wait.
+        """
         self._thread.join(timeout)
         return not self._thread.is_alive()
 

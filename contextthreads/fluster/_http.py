@@ -336,11 +336,11 @@ class SignedService:
 
     @property
     def address(self) -> str:
-        """Return ``http(s)://host:port``: the advertised host (else the bound one), bound port."""
+        """Return ``http(s)://host:port`` with the advertised host (else the bound one)."""
         return self._server.address
 
     def start(self: _Service) -> _Service:
-        """Serve from a background thread; return self."""
+        """Serve from a background thread; return self. ``with`` calls it, and ``close()``."""
         self._server.start()
         return self
 

@@ -33,7 +33,12 @@ TERMINATE_GRACE = 5.0
 
 
 def worker_command(python: str | None = None) -> list[str]:
-    """Return the command that runs a worker: ``python -m contextthreads.fluster.worker``."""
+    """Return the command that runs a worker: ``python -m contextthreads.fluster.worker``.
+
+    Args:
+        python: The interpreter's path where the worker runs; by default this
+            process's ``sys.executable``.
+    """
     return [python or sys.executable, "-m", WORKER_MODULE]
 
 
@@ -51,7 +56,11 @@ def worker_pythonpath() -> str:
 
 
 class JobHandle(Protocol):
-    """A launched job, as its launcher sees it. Methods must be thread-safe."""
+    """A launched job, as its launcher sees it. Methods must be thread-safe.
+
+    Exit codes follow ``subprocess``: 0 and up for a process that exited,
+    minus the signal for one a signal ended (``-9``: killed).
+    """
 
     @property
     def pid(self) -> int | None:
@@ -63,21 +72,38 @@ class JobHandle(Protocol):
         ...
 
     def wait(self, timeout: float) -> int | None:
-        """Wait up to ``timeout`` seconds for the job to end; return its exit code or None."""
+        """Wait up to ``timeout`` seconds for the job to end; return its exit code or None.
+
+        Args:
+            timeout: The most seconds to wait.
+        """
         ...
 
     def terminate(self, grace: float) -> None:
-        """Stop the job: ask it, then force it after ``grace`` seconds. Return once it is gone."""
+        """Stop the job (ask it, then force it) and return once it is gone.
+
+        Args:
+            grace: Seconds between asking (SIGTERM, say) and forcing (SIGKILL).
+        """
         ...
 
 
 class JobLauncher(Protocol):
-    """Start a worker command somewhere. Replace it to run workers off this host."""
+    """Start a worker command somewhere. Replace it to run workers off this host.
+
+    ``launch()`` is called from the thread that submits the job, and may be
+    called from several at once: it must be thread-safe.
+    """
 
     def launch(self, job_id: str, command: Sequence[str], env: Mapping[str, str]) -> JobHandle:
         """Run ``command`` with ``env`` added to the environment; return its handle.
 
-        ``env`` holds the cluster secret: deliver it privately, never in argv.
+        Args:
+            job_id: The Fluster job's id, for naming and logs.
+            command: The worker command (``worker_command()``), argv-style.
+            env: Variables the worker needs, the cluster secret among them:
+                deliver them privately (the process's environment, ssh's
+                stdin), never in argv.
         """
         ...
 
@@ -114,14 +140,21 @@ class _LocalProcess:
 
 
 class LocalProcessLauncher:
-    """Launch each job as a subprocess of this one, on this host.
+    """Launch each job as a subprocess of this one, on this host; ``LocalCluster``'s default.
 
     The child gets this process's ``sys.path`` on ``PYTHONPATH`` so that
     functions pickled by reference resolve to the same modules there.
+    Thread-safe.
     """
 
     def launch(self, job_id: str, command: Sequence[str], env: Mapping[str, str]) -> JobHandle:
-        """Start ``command`` with ``env`` over this process's environment."""
+        """Start ``command`` with ``env`` over this process's environment; return at once.
+
+        Args:
+            job_id: The Fluster job's id, for the log.
+            command: The worker command, argv-style.
+            env: Variables laid over this process's environment.
+        """
         full_env = dict(os.environ)
         full_env["PYTHONPATH"] = worker_pythonpath()
         full_env.update(env)

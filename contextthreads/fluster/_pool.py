@@ -46,13 +46,27 @@ _MISSING = object()
 class WorkerPoolConfig:
     """How many workers to launch and how to treat their tasks.
 
-    ``max_retries``: how many times a task whose worker died is re-run on
-    another worker (exceptions raised by the task itself are never retried).
-    ``name_prefix``: start of the worker job names. ``context_vars``: the
-    ``ContextVar``\\ s whose values at ``submit()`` travel with each task and
-    are set around the call in the worker. ``registration_timeout``: seconds
-    a launched worker has to register; one that has not is FAILED, like a
-    worker that died, and its job stopped.
+    Immutable, so one config may serve many pools, from any thread.
+
+    Args:
+        num_workers: How many worker processes to launch, at least 1.
+        max_retries: How many times a task whose worker died is re-run on
+            another worker, at least 0. Exceptions raised by the task itself
+            are never retried.
+        name_prefix: The start of the worker job names
+            (``<prefix>-<pool id>-<index>``): one job-id segment, without ``/``.
+        context_vars: The ``ContextVar``\\ s, with distinct names, whose
+            values at ``submit()`` travel with each task and are set around
+            the call in the worker. Their values must pickle.
+        registration_timeout: Seconds a launched worker has to register, more
+            than 0. One that has not is FAILED, like a worker that died, and
+            its job stopped.
+
+    Raises:
+        TypeError: If ``num_workers`` or ``max_retries`` is not an int, or
+            ``context_vars`` holds something else than ``ContextVar``\\ s.
+        ValueError: If a number is out of range, ``name_prefix`` is not a
+            usable name, or two of ``context_vars`` share a name.
     """
 
     num_workers: int
@@ -92,16 +106,36 @@ class WorkerPool:
     Create and enter it in a FlusterContext (``fluster_ctx_scope``): the
     worker jobs are children of that job, register in its namespace, and
     the dispatchers, started on ``ContextThread``\\ s in that context, resolve
-    there. ``timeout`` bounds each task's call to its worker: a task that
-    takes longer counts as a worker failure. ``submit()``, ``map()``,
-    ``status()``, ``wait_for_workers()`` and ``shutdown()`` are thread-safe;
-    every change of state is a ``PoolState`` transition, under one lock.
-    Every future ends: with a
-    result, the task's exception, a ``WorkerFailedError``,
-    ``PoolBrokenError`` or ``PoolShutdownError``, or cancelled. Their
-    done-callbacks run on a thread of the pool's own, in the context they
-    were added in, never on a dispatcher: a slow callback delays other
-    callbacks, not tasks.
+    there. Each task runs in its worker process in a fresh copy of the
+    worker's context, with the values ``config.context_vars`` had at
+    ``submit()`` set. ``submit()``, ``map()``, ``status()``,
+    ``wait_for_workers()`` and ``shutdown()`` are thread-safe; every change
+    of state is a ``PoolState`` transition, under one lock.
+
+    Every future ends: with a result, the task's exception, a
+    ``WorkerFailedError``, ``PoolBrokenError`` or ``PoolShutdownError``, or
+    cancelled. Their done-callbacks run on a thread of the pool's own, in the
+    context they were added in, never on a dispatcher: a slow callback delays
+    other callbacks, not tasks.
+
+    Entering the pool (``with``) calls ``start()`` and waits up to
+    ``startup_timeout`` for the first worker; leaving it calls
+    ``shutdown(wait=True)``.
+
+    Args:
+        client: The cluster's client (``LocalCluster.client()``), which
+            launches the worker jobs.
+        config: How many workers, retries and which variables to carry.
+        timeout: Seconds each task's call to its worker may take, more than
+            0: a task that takes longer counts as a worker failure.
+        startup_timeout: Seconds ``with`` waits for the first worker to be
+            ready, more than 0.
+        resolver: Finds the workers' endpoints; by default
+            ``client.resolver()``, which resolves in the current namespace.
+
+    Raises:
+        TypeError: If ``config`` is not a ``WorkerPoolConfig``.
+        ValueError: If a timeout is not positive.
     """
 
     dispatcher_class: ClassVar[type[WorkerDispatcher]] = WorkerDispatcher
@@ -165,7 +199,14 @@ class WorkerPool:
         self.shutdown(wait=True)
 
     def start(self) -> None:
-        """Launch the worker jobs and start their dispatchers, in the current FlusterContext."""
+        """Launch the worker jobs and start their dispatchers, in the current FlusterContext.
+
+        Returns without waiting for the workers (see ``wait_for_workers()``).
+
+        Raises:
+            RuntimeError: Without a current FlusterContext, or if the pool was
+                shut down meanwhile.
+        """
         ctx = fluster_ctx()
         state, pool_id = self._state, self.pool_id
         state.begin_start()
@@ -201,10 +242,16 @@ class WorkerPool:
         logger.info("pool %s launched %d workers", pool_id, len(self._dispatchers))
 
     def wait_for_workers(self, min_workers: int | None = None, timeout: float = 60.0) -> None:
-        """Block until ``min_workers`` (default: all) workers are ready, at most ``timeout`` s.
+        """Block until ``min_workers`` workers are ready to take tasks, or time runs out.
 
-        Raises ``TimeoutError`` when time runs out, and ``PoolBrokenError`` at
-        once when too many workers have failed for the count ever to be met.
+        Args:
+            min_workers: How many; None means all of them.
+            timeout: The most seconds to wait.
+
+        Raises:
+            TimeoutError: If fewer are ready after ``timeout`` seconds.
+            PoolBrokenError: At once, when too many workers have failed for
+                the count ever to be met.
         """
         self._state.wait_for_workers(min_workers, timeout)
 
@@ -213,12 +260,19 @@ class WorkerPool:
     ) -> None:
         """Stop the pool and terminate its worker jobs; every future ends. Bounded in time.
 
-        ``submit()`` raises ``RuntimeError`` from now on. With
-        ``cancel_futures`` queued tasks are cancelled at once. With ``wait``
-        the queue is drained and running tasks finish first, for at most
-        ``timeout`` seconds (default: the pool's task timeout). Then queued
-        tasks are cancelled, worker jobs terminated (tasks still running fail
-        with ``PoolShutdownError``) and, with ``wait``, dispatchers joined.
+        ``submit()`` raises ``RuntimeError`` from now on. Then queued tasks are
+        cancelled, worker jobs terminated (tasks still running fail with
+        ``PoolShutdownError``) and, with ``wait``, dispatchers joined and
+        done-callbacks run. Calling it again does no harm.
+
+        Args:
+            wait: Let the queue drain and running tasks finish first, for at
+                most ``timeout`` seconds, and return once the dispatchers have
+                stopped and the callbacks have run.
+            cancel_futures: Cancel the queued tasks at once, as
+                ``concurrent.futures`` does.
+            timeout: The most seconds ``wait`` waits for the tasks, and then
+                for the callbacks; None means the pool's task timeout.
         """
         first, was_running = self._state.shut_down(cancel_futures)
         logger.info("pool %s: shutting down (wait=%s)", self.pool_id, wait)
@@ -242,10 +296,25 @@ class WorkerPool:
         """Queue ``fn(*args, **kwargs)`` to run on a worker; return its future.
 
         ``fn``, the arguments and the values of ``config.context_vars`` are
-        serialized here: anything that cannot be raises ``TypeError`` now, and
-        more than ``max_task_size`` bytes of it ``ValueError``.
-        Raises ``RuntimeError`` if the pool is not running, and
-        ``PoolBrokenError`` if all its workers have failed.
+        serialized here, in the caller's thread, with cloudpickle: a function
+        defined in ``__main__`` or a lambda travels by value, one from an
+        importable module by reference.
+
+        Args:
+            fn: The callable to run in a worker process.
+            *args: Its positional arguments.
+            **kwargs: Its keyword arguments.
+
+        Returns:
+            A ``concurrent.futures.Future`` for the call's result.
+
+        Raises:
+            TypeError: If ``fn`` is not callable, or it, its arguments or a
+                context value cannot be serialized.
+            ValueError: If all of that weighs more than ``max_task_size``
+                bytes.
+            RuntimeError: If the pool is not running.
+            PoolBrokenError: If all its workers have failed.
         """
         if not callable(fn):
             raise TypeError(f"submit() needs a callable, not {type(fn).__name__}")
@@ -259,7 +328,11 @@ class WorkerPool:
         return self._state.submit(_pickle.callable_name(fn), payload).future
 
     def map(self, fn: Callable[[Any], T], items: Iterable[Any]) -> list[Future[T]]:
-        """Submit ``fn(item)`` for each item; return the futures in order."""
+        """Submit ``fn(item)`` for each item; return the futures in order.
+
+        Unlike ``Executor.map()`` it returns the futures, not the results, and
+        submits every item before it returns. Raises what ``submit()`` raises.
+        """
         return [self.submit(fn, item) for item in items]
 
     def status(self) -> PoolStatus:

@@ -50,16 +50,33 @@ STOP = Stop.STOP
 
 
 class WorkerStatus(enum.Enum):
-    """Where a worker is in its life, as its dispatcher sees it."""
+    """Where a worker is in its life, as its dispatcher sees it.
 
-    PENDING = "PENDING"  # launched, endpoint not registered yet
+    Attributes:
+        PENDING: Launched; its endpoint is not registered yet.
+        IDLE: Registered, and running no task.
+        BUSY: Running a task (and maybe holding the next).
+        FAILED: Gone for good (died, stopped, or never registered in time);
+            its dispatcher has stopped.
+    """
+
+    PENDING = "PENDING"
     IDLE = "IDLE"
     BUSY = "BUSY"
-    FAILED = "FAILED"  # gone for good: its dispatcher has stopped
+    FAILED = "FAILED"
 
 
 class WorkerFailedError(RuntimeError):
-    """A task was lost because the worker running it failed, and it had no retries left."""
+    """A task was lost because the worker running it failed, and it had no retries left.
+
+    It pickles with its attributes, so it can cross processes like any result.
+
+    Args:
+        message: What happened, naming the worker.
+        worker_id: The worker's id in its pool (``"worker-0"``).
+        job_id: The worker's Fluster job id.
+        task_id: The lost task's id.
+    """
 
     def __init__(self, message: str, *, worker_id: str, job_id: str, task_id: str) -> None:
         super().__init__(message)
@@ -86,7 +103,24 @@ class PoolShutdownError(RuntimeError):
 
 @dataclass(frozen=True)
 class PoolStatus:
-    """A consistent snapshot of a pool, taken under its lock."""
+    """A consistent snapshot of a pool, taken under its lock: every count at one instant.
+
+    Attributes:
+        pool_id: The pool's random id.
+        num_workers: How many workers the pool launched.
+        workers_idle: Workers registered and running no task.
+        workers_busy: Workers running a task.
+        workers_pending: Workers launched but not registered yet.
+        workers_failed: Workers gone for good.
+        tasks_queued: Tasks waiting for a worker.
+        tasks_completed: Tasks that returned a result.
+        tasks_failed: Tasks that raised, or were lost with their worker or the
+            pool.
+        worker_details: One dict per worker, with ``worker_id``,
+            ``worker_name``, ``job_id``, ``status`` (a ``WorkerStatus`` value),
+            ``endpoint_url``, ``pid``, ``current_task_id``,
+            ``tasks_completed``, ``tasks_failed`` and ``error``.
+    """
 
     pool_id: str
     num_workers: int

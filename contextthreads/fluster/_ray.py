@@ -124,9 +124,14 @@ class _WorkerActor:
 class RayJob:
     """A Fluster job running under a Ray actor. Thread-safe.
 
-    ``pid`` is None (the process may be on another node); ``actor`` is the
-    Ray actor handle, ``info()`` tells where the process runs, and
+    ``RayLauncher.launch()`` makes them; get one back with
+    ``LocalCluster.job(job_id)``. ``pid`` is None (the process may be on
+    another node): ``info()`` tells where the process runs, and
     ``wait_released()`` waits until Ray has ended the actor.
+
+    Attributes:
+        job_id: The Fluster job's id.
+        actor: The Ray actor handle the worker runs under.
     """
 
     def __init__(self, job_id: str, actor: Any, *, done: Any, placed: Any, parked: Any) -> None:
@@ -144,13 +149,17 @@ class RayJob:
 
     @property
     def pid(self) -> int | None:
-        """Return None: the job's process belongs to a Ray worker, maybe on another node."""
+        """Return None, as the job's process belongs to a Ray worker, maybe on another node."""
         return None
 
     def info(self, timeout: float) -> dict[str, Any]:
         """Return ``{"node_id", "node_ip", "pid"}`` of the running job; wait up to ``timeout``.
 
-        Raises ``TimeoutError`` if Ray has not started the actor by then.
+        Args:
+            timeout: The most seconds to wait for Ray to start the actor.
+
+        Raises:
+            TimeoutError: If Ray has not started the actor by then.
         """
         ray = _ray()
         try:
@@ -164,7 +173,11 @@ class RayJob:
         return self._code() if self._done.done() else None
 
     def wait(self, timeout: float) -> int | None:
-        """Wait up to ``timeout`` seconds for the job to end; return its exit code or None."""
+        """Wait up to ``timeout`` seconds for the job to end; return its exit code or None.
+
+        Args:
+            timeout: The most seconds to wait.
+        """
         concurrent.futures.wait([self._done], timeout)
         return self.poll()
 
@@ -173,6 +186,9 @@ class RayJob:
 
         Returns once the job ended and its actor is gone, bounded by a few
         times ``grace``.
+
+        Args:
+            grace: Seconds between SIGTERM and SIGKILL.
         """
         ray = _ray()
         placed, _ = ray.wait([self._placed], timeout=0)
@@ -185,8 +201,14 @@ class RayJob:
         self.wait_released(grace)
 
     def wait_released(self, timeout: float) -> bool:
-        """Wait up to ``timeout`` seconds for Ray to end the job's actor (which frees its
-        resources, and follows the job's end); return whether it has."""
+        """Wait up to ``timeout`` seconds for Ray to end the job's actor; return whether it has.
+
+        Ray ends the actor once the job has ended, which frees the resources
+        it held.
+
+        Args:
+            timeout: The most seconds to wait.
+        """
         ready, _ = _ray().wait([self._parked], timeout=timeout)
         return bool(ready)
 
@@ -208,18 +230,26 @@ class RayJob:
 class RayLauncher:
     """Launch each Fluster job under a Ray actor of its own; a ``JobLauncher`` for ``LocalCluster``.
 
-    Each actor asks for ``num_cpus`` (default 1), ``num_gpus``, ``memory``
-    (bytes) and custom ``resources``, and is placed with
-    ``scheduling_strategy`` (``"SPREAD"``, a ``NodeAffinitySchedulingStrategy``,
-    a ``PlacementGroupSchedulingStrategy``...); ``options`` go to
-    ``.options()`` as given (``runtime_env``, ``label_selector``...). The
-    job's environment, secret included, travels as an argument of the
-    actor's ``run`` call, never in a command line; its ``PYTHONPATH`` is this
-    process's ``sys.path``, for code pickled by reference on a shared
-    filesystem. Connect to the cluster with ``ray.init(address=...)``
-    before launching. Thread-safe.
+    The worker runs as a child process of its actor, which holds the
+    resources asked for. The job's environment, secret included, travels as
+    an argument of the actor's ``run`` call, never in a command line; its
+    ``PYTHONPATH`` is this process's ``sys.path``, for code pickled by
+    reference on a shared filesystem. Connect to the cluster with
+    ``ray.init(address=...)`` before launching. Thread-safe.
 
-    Raises ``ImportError`` at once if Ray is not installed.
+    Args:
+        num_cpus: CPUs each actor holds.
+        num_gpus: GPUs each actor holds.
+        memory: Bytes of memory each actor holds, if given.
+        resources: Custom resources each actor holds (``{"highmem": 1}``).
+        scheduling_strategy: Where Ray places the actors: ``"SPREAD"``, a
+            ``NodeAffinitySchedulingStrategy``, a
+            ``PlacementGroupSchedulingStrategy``...
+        options: More options for the actor's ``.options()``, as given
+            (``runtime_env``, ``label_selector``...).
+
+    Raises:
+        ImportError: At once, if Ray is not installed.
     """
 
     def __init__(
@@ -255,7 +285,15 @@ class RayLauncher:
     def launch(self, job_id: str, command: Sequence[str], env: Mapping[str, str]) -> JobHandle:
         """Create the job's actor and start ``command`` in it; return at once.
 
-        Raises ``RuntimeError`` if this process is not connected to Ray.
+        An actor Ray cannot place yet is a pending worker.
+
+        Args:
+            job_id: The Fluster job's id, for the log.
+            command: The worker command, argv-style.
+            env: Variables laid over the actor process's environment.
+
+        Raises:
+            RuntimeError: If this process is not connected to Ray.
         """
         if not _ray().is_initialized():
             raise RuntimeError(

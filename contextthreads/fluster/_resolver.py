@@ -20,7 +20,13 @@ __all__ = (
 
 @dataclass(frozen=True)
 class ResolvedEndpoint:
-    """Where one instance of an actor can be called."""
+    """Where one instance of an actor can be called.
+
+    Attributes:
+        url: The actor server's URL (``ActorClient(url, name)``).
+        actor_id: An id for this instance (the controller's endpoint id).
+        metadata: Free-form strings registered with it.
+    """
 
     url: str
     actor_id: str
@@ -29,7 +35,12 @@ class ResolvedEndpoint:
 
 @dataclass(frozen=True)
 class ResolveResult:
-    """The endpoints found for ``name``, in registration order (possibly none)."""
+    """The endpoints found for ``name``, in registration order (possibly none).
+
+    Attributes:
+        name: The name resolved, as given (not namespaced).
+        endpoints: What serves it, oldest registration first.
+    """
 
     name: str
     endpoints: tuple[ResolvedEndpoint, ...] = ()
@@ -40,7 +51,11 @@ class ResolveResult:
         return not self.endpoints
 
     def first(self) -> ResolvedEndpoint:
-        """Return the first endpoint; raise ``LookupError`` if there is none."""
+        """Return the first endpoint, the oldest registered.
+
+        Raises:
+            LookupError: If no endpoint serves the name.
+        """
         if not self.endpoints:
             raise LookupError(f"no endpoint is registered for {self.name!r}")
         return self.endpoints[0]
@@ -48,10 +63,18 @@ class ResolveResult:
 
 @runtime_checkable
 class Resolver(Protocol):
-    """Anything that resolves actor names to endpoints."""
+    """Anything that resolves actor names to endpoints; ``resolve()`` must be thread-safe.
+
+    A ``runtime_checkable`` protocol: ``isinstance(obj, Resolver)`` tells
+    whether ``obj`` has a ``resolve`` method.
+    """
 
     def resolve(self, name: str) -> ResolveResult:
-        """Return the endpoints currently serving ``name``."""
+        """Return the endpoints currently serving ``name``.
+
+        Args:
+            name: An actor name, as its server registered it.
+        """
         ...
 
 
@@ -59,6 +82,10 @@ class FixedResolver:
     """Resolve from a fixed mapping of name to URL(s); for tests and static deployments.
 
     Immutable once built, so thread-safe. Names are not namespaced.
+
+    Args:
+        mapping: Each name's URL, or a sequence of URLs in the order
+            ``resolve()`` returns them.
     """
 
     def __init__(self, mapping: Mapping[str, Union[str, Sequence[str]]]) -> None:
@@ -71,7 +98,7 @@ class FixedResolver:
             )
 
     def resolve(self, name: str) -> ResolveResult:
-        """Return the configured endpoints for ``name``."""
+        """Return the configured endpoints for ``name``; none if it is not in the mapping."""
         return ResolveResult(name, self._endpoints.get(name, ()))
 
 
@@ -80,11 +107,18 @@ class ClusterResolver:
 
     The namespace and the secret are read from the context current when
     ``resolve()`` is called, not when the resolver is made, so one resolver
-    serves every job of a process. A thread that does not carry a
-    FlusterContext (a plain ``threading.Thread`` before 3.14) gets
-    ``RuntimeError``; start threads with ``contextthreads.ContextThread``.
-    Thread-safe. Controller failures raise ``RpcError`` subclasses. An
-    ``https://`` controller is reached over TLS, with ``ssl_context`` if given.
+    serves every job of a process, each thread in its own job's namespace. A
+    thread that does not carry a FlusterContext (a plain ``threading.Thread``
+    before 3.14) gets ``RuntimeError``; start threads with
+    ``contextthreads.ContextThread``. Thread-safe.
+
+    Args:
+        controller_address: The controller's ``http://`` or ``https://``
+            address.
+        timeout: Seconds each resolution's call to the controller may take,
+            all of it.
+        ssl_context: The client context for an ``https://`` controller; by
+            default one trusting ``$FLUSTER_TLS_CA``, else the system's CAs.
     """
 
     def __init__(
@@ -102,7 +136,16 @@ class ClusterResolver:
         return f"ClusterResolver({self.controller_address!r})"
 
     def resolve(self, name: str) -> ResolveResult:
-        """Return the endpoints registered as ``<namespace>/<name>`` for the current namespace."""
+        """Return the endpoints registered as ``<namespace>/<name>`` for the current namespace.
+
+        Args:
+            name: The actor name, without its namespace.
+
+        Raises:
+            RuntimeError: If the calling thread carries no FlusterContext.
+            RpcError: If the controller cannot be reached, does not answer in
+                time, or refuses (one of its subclasses).
+        """
         ctx = get_fluster_ctx()
         if ctx is None:
             raise RuntimeError(

@@ -107,8 +107,18 @@ def _exit_code(state: str, code: int, signum: int) -> int:
 class SlurmJob:
     """A Fluster job running as a Slurm batch job. Thread-safe; state from the launcher's poller.
 
-    ``pid`` is None: the process runs on a compute node. ``slurm_job_id``,
-    ``state``, ``reason`` and ``node`` are what Slurm last said.
+    ``SlurmLauncher.launch()`` makes them; get one back with
+    ``LocalCluster.job(job_id)``. A job Slurm cancelled, lost with its node,
+    ended at its time limit, preempted or that ran out of memory reads as
+    killed: minus the signal, ``-9`` when Slurm names none.
+
+    Attributes:
+        job_id: The Fluster job's id.
+        slurm_job_id: Slurm's id of the batch job.
+        state: Slurm's state of the job, as last polled (``"PENDING"``,
+            ``"RUNNING"``, ``"COMPLETED"``...).
+        reason: Slurm's reason for that state, if any (``"Resources"``...).
+        node: The node it runs on, once it runs.
     """
 
     def __init__(self, launcher: SlurmLauncher, job_id: str, slurm_job_id: str) -> None:
@@ -129,7 +139,7 @@ class SlurmJob:
 
     @property
     def pid(self) -> int | None:
-        """Return None: the job's process lives on a compute node, not here."""
+        """Return None, as the job's process lives on a compute node, not here."""
         return None
 
     def poll(self) -> int | None:
@@ -138,7 +148,11 @@ class SlurmJob:
             return self._returncode
 
     def wait(self, timeout: float) -> int | None:
-        """Wait up to ``timeout`` seconds for the job to end; return its exit code or None."""
+        """Wait up to ``timeout`` seconds for the job to end; return its exit code or None.
+
+        Args:
+            timeout: The most seconds to wait.
+        """
         with self._launcher._changed:
             self._launcher._changed.wait_for(lambda: self._returncode is not None, timeout)
             return self._returncode
@@ -148,6 +162,9 @@ class SlurmJob:
 
         A job not started yet is cancelled outright. Bounded: returns within a
         few times ``grace`` even if Slurm has not reported the end by then.
+
+        Args:
+            grace: Seconds between ``scancel --signal=TERM`` and ``KILL``.
         """
         with self._launcher._changed:
             if self._returncode is not None:
@@ -188,22 +205,39 @@ class SlurmJob:
 class SlurmLauncher:
     """Launch each Fluster job as a Slurm batch job; a ``JobLauncher`` for ``LocalCluster``.
 
-    Resource options map to ``sbatch``'s: ``partition``, ``cpus_per_task``,
-    ``mem`` (``"4G"``), ``gres`` (``"gpu:1"``), ``constraint``,
-    ``time_limit`` (``"1:00:00"``), and ``sbatch_args`` added as given.
-    ``output`` is the job's stdout and stderr file (``sbatch --output``,
-    Slurm's ``slurm-%j.out`` in the working directory by default),
-    ``workdir`` its working directory. The job sees only the variables of
-    the Fluster job, ``PYTHONPATH`` (this process's ``sys.path``, for code
+    Each job is ``sbatch --parsable`` with a short script on stdin that
+    ``exec``\\ s the worker. The job sees only the variables of the Fluster
+    job (the secret among them, in ``sbatch``'s environment, never its argv
+    or the script), ``PYTHONPATH`` (this process's ``sys.path``, for code
     pickled by reference on a shared filesystem) and those named in
-    ``export``, taken from this process's environment. ``slurm_conf``
-    selects the cluster (``SLURM_CONF``) for every Slurm command run.
+    ``export``, taken from this process's environment.
 
     One poller thread asks ``squeue`` about all live jobs every
     ``poll_interval`` seconds (faster while one is being terminated), and
     stops while there are none. Thread-safe.
 
-    Raises ``SlurmError`` at once if Slurm's commands are not on ``PATH``.
+    Args:
+        partition: ``sbatch --partition``.
+        cpus_per_task: ``sbatch --cpus-per-task``.
+        mem: ``sbatch --mem`` (``"4G"``).
+        gres: ``sbatch --gres`` (``"gpu:1"``).
+        constraint: ``sbatch --constraint``.
+        time_limit: ``sbatch --time`` (``"1:00:00"``).
+        sbatch_args: More ``sbatch`` arguments, added as given.
+        output: The job's stdout and stderr file (``sbatch --output``);
+            Slurm's ``slurm-%j.out`` in the working directory by default.
+        workdir: The job's working directory (``sbatch --chdir``); by
+            default the directory ``sbatch`` runs in.
+        export: Names of more variables of this process's environment the
+            job sees.
+        slurm_conf: The ``slurm.conf`` that selects the cluster
+            (``SLURM_CONF``), for every Slurm command run.
+        poll_interval: Seconds between ``squeue`` polls, more than 0.
+
+    Raises:
+        SlurmError: At once, if Slurm's commands are not on ``PATH``.
+        ValueError: If ``poll_interval`` is not positive.
+        TypeError: If ``sbatch_args`` or ``export`` is a single str.
     """
 
     def __init__(
@@ -263,8 +297,16 @@ class SlurmLauncher:
     def launch(self, job_id: str, command: Sequence[str], env: Mapping[str, str]) -> JobHandle:
         """Submit ``command`` as a batch job with ``env``; return its handle without waiting.
 
-        Raises ``SlurmError`` with Slurm's message if ``sbatch`` refuses the
-        job (an unknown partition, say) or cannot reach the controller.
+        A queued job is a pending worker; the pool uses it once Slurm runs it.
+
+        Args:
+            job_id: The Fluster job's id, which names the batch job.
+            command: The worker command, argv-style.
+            env: The Fluster job's variables, exported to the batch job.
+
+        Raises:
+            SlurmError: With Slurm's message, if ``sbatch`` refuses the job
+                (an unknown partition, say) or cannot reach the controller.
         """
         script = _SCRIPT.format(
             job_id=job_id, advertise=ENV_ADVERTISE_HOST, command=shlex.join(command)

@@ -78,10 +78,21 @@ def accept_signature(secret: str, client_nonce: bytes, server_nonce: bytes) -> s
 class FrameChannel:
     """One end of a signed frame stream over a connected socket.
 
-    ``send()`` and ``recv()`` may each be used by one thread at a time (one
-    sender and one receiver may run at once). Any failure leaves the channel
-    unusable: close it. ``recv()`` returns ``None`` when the peer closed the
-    connection between frames.
+    ``ActorClient.stream()`` makes the client's end, and the actor server
+    hands the other to the actor's method; neither is made by hand. Each
+    frame is authenticated by an HMAC over its direction, its sequence number
+    and its body, under a key derived from both sides' nonces, so a frame
+    cannot be altered, replayed, reordered or reflected. ``send()`` and
+    ``recv()`` may each be used by one thread at a time (one sender and one
+    receiver may run at once). Any failure leaves the channel unusable: close
+    it.
+
+    Args:
+        sock: The connected socket, after the handshake.
+        reader: A buffered reader over ``sock``.
+        key: The stream's key, from the handshake.
+        is_client: Which end this is, which sets the direction of its frames.
+        max_body: The largest body ``send()`` sends and ``recv()`` accepts.
     """
 
     def __init__(

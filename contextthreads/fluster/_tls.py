@@ -29,10 +29,16 @@ _lock = threading.Lock()
 class TLSConfig:
     """Where a cluster's TLS files are: the servers' certificate and key, the CA clients trust.
 
-    ``certfile`` (PEM, the chain) and ``keyfile`` are what servers present;
-    ``cafile`` is what clients verify them against (None: the system's CAs).
     Paths, not contents, so worker processes can be told them in their
-    environment (``to_env()``).
+    environment (``to_env()``). Immutable; each call makes a new context.
+    Give it to ``LocalCluster(tls=...)``, which serves and verifies with it.
+
+    Attributes:
+        certfile: The PEM certificate chain servers present. It must name the
+            hosts clients reach them by (the advertised hosts).
+        keyfile: The certificate's private key, PEM.
+        cafile: The PEM file of CAs clients verify servers against; None
+            means the system's CAs.
     """
 
     certfile: str
@@ -40,7 +46,12 @@ class TLSConfig:
     cafile: str | None = None
 
     def server_context(self) -> ssl.SSLContext:
-        """Return a server context presenting the certificate (TLS 1.2 at least)."""
+        """Return a server context presenting the certificate (TLS 1.2 at least).
+
+        Raises:
+            OSError: If a file cannot be read (``ssl.SSLError`` if it is not a
+                usable certificate or key).
+        """
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(self.certfile, self.keyfile)
         return context
@@ -58,7 +69,12 @@ class TLSConfig:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> TLSConfig | None:
-        """Return the config a worker process was given, or None if it was given none."""
+        """Return the config a worker process was given, or None if it was given none.
+
+        Args:
+            environ: Where to read ``FLUSTER_TLS_CERT``, ``FLUSTER_TLS_KEY``
+                and ``FLUSTER_TLS_CA``; by default ``os.environ``.
+        """
         env = os.environ if environ is None else environ
         cert, key = env.get(ENV_TLS_CERT), env.get(ENV_TLS_KEY)
         if not cert or not key:

@@ -83,11 +83,14 @@ class RpcError(Exception):
 
 
 class RpcConnectionError(RpcError, ConnectionError):
-    """The server could not be reached, or dropped the connection before answering."""
+    """The server could not be reached, or dropped the connection before answering.
+
+    Also a ``ConnectionError``.
+    """
 
 
 class RpcTimeoutError(RpcError, TimeoutError):
-    """The server did not answer within the call's timeout."""
+    """The server did not answer within the call's timeout. Also a ``TimeoutError``."""
 
 
 class RpcAuthError(RpcError):
