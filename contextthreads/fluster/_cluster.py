@@ -189,6 +189,9 @@ class LocalCluster:
     def job(self, job_id: str) -> JobHandle:
         """Return the handle of a job, from its launcher.
 
+        Args:
+            job_id: The job's id.
+
         Raises:
             KeyError: If no job of that id was ever submitted.
         """
@@ -197,6 +200,9 @@ class LocalCluster:
 
     def terminate(self, job_id: str) -> None:
         """Stop a job, bounded by the grace time, and forget its endpoints.
+
+        Args:
+            job_id: The job's id.
 
         Raises:
             KeyError: If no job of that id was ever submitted.
@@ -263,13 +269,23 @@ class FlusterClient:
     def terminate(self, job_id: str) -> None:
         """Stop a job (SIGTERM, then SIGKILL after a grace time) and forget its endpoints.
 
+        Args:
+            job_id: The id ``submit()`` returned.
+
         Raises:
             KeyError: If no job of that id was ever submitted.
         """
         self._cluster.terminate(job_id)
 
     def poll(self, job_id: str) -> int | None:
-        """Return the exit code of a job that ended, or None while it runs."""
+        """Return the exit code of a job that ended, or None while it runs.
+
+        Args:
+            job_id: The id ``submit()`` returned.
+
+        Raises:
+            KeyError: If no job of that id was ever submitted.
+        """
         return self._cluster.job(job_id).poll()
 
     def wait(self, job_id: str, timeout: float) -> int | None:
@@ -277,13 +293,24 @@ class FlusterClient:
 
         An exit code is negative for a job ended by a signal (``-9``: killed).
 
+        Args:
+            job_id: The id ``submit()`` returned.
+            timeout: The most seconds to wait.
+
         Raises:
             KeyError: If no job of that id was ever submitted.
         """
         return self._cluster.job(job_id).wait(timeout)
 
     def pid(self, job_id: str) -> int | None:
-        """Return the process id of a job, where the launcher knows it."""
+        """Return the process id of a job, where the launcher knows it (None elsewhere).
+
+        Args:
+            job_id: The id ``submit()`` returned.
+
+        Raises:
+            KeyError: If no job of that id was ever submitted.
+        """
         return self._cluster.job(job_id).pid
 
     @property

@@ -56,6 +56,9 @@ class Endpoint:
     def from_json(cls, data: Mapping[str, Any]) -> Endpoint:
         """Return the endpoint a ``to_json()`` dict describes.
 
+        Args:
+            data: A dict as ``to_json()`` returns it (decoded from JSON).
+
         Raises:
             KeyError: If a field is missing.
         """
@@ -139,12 +142,20 @@ class Controller(SignedService):
         return endpoint_id
 
     def unregister(self, endpoint_id: str) -> bool:
-        """Forget an endpoint; return whether it was registered."""
+        """Forget an endpoint; return whether it was registered.
+
+        Args:
+            endpoint_id: The id ``register()`` returned.
+        """
         with self._lock:
             return self._endpoints.pop(endpoint_id, None) is not None
 
     def unregister_job(self, job_id: str) -> int:
-        """Forget every endpoint of ``job_id`` and of the jobs under it; return how many."""
+        """Forget every endpoint of ``job_id`` and of the jobs under it; return how many.
+
+        Args:
+            job_id: The job whose endpoints go, with its children's.
+        """
         with self._lock:
             gone = [
                 key
@@ -156,22 +167,42 @@ class Controller(SignedService):
             return len(gone)
 
     def list_endpoints(self, prefix: str = "") -> list[Endpoint]:
-        """Return the endpoints whose full name starts with ``prefix``, oldest first."""
+        """Return the endpoints whose full name starts with ``prefix``, oldest first.
+
+        Args:
+            prefix: The start of the full names; ``""`` lists every endpoint.
+        """
         with self._lock:
             return [e for e in self._endpoints.values() if e.name.startswith(prefix)]
 
     def put_job(self, job_id: str, spec: bytes) -> None:
-        """Store the serialized entrypoint of ``job_id`` for its worker to fetch."""
+        """Store the serialized entrypoint of ``job_id`` for its worker to fetch.
+
+        Args:
+            job_id: The job the entrypoint is for.
+            spec: Its pickled ``Entrypoint``.
+        """
         with self._lock:
             self._jobs[job_id] = spec
 
     def get_job(self, job_id: str) -> bytes:
-        """Return the serialized entrypoint of ``job_id``; raise ``KeyError`` if unknown."""
+        """Return the serialized entrypoint of ``job_id``.
+
+        Args:
+            job_id: A job whose entrypoint was stored with ``put_job()``.
+
+        Raises:
+            KeyError: If none was stored for it.
+        """
         with self._lock:
             return self._jobs[job_id]
 
     def forget_job(self, job_id: str) -> None:
-        """Drop the spec and endpoints of a job that ended."""
+        """Drop the spec and endpoints of a job that ended, and of the jobs under it.
+
+        Args:
+            job_id: The job that ended.
+        """
         with self._lock:
             self._jobs.pop(job_id, None)
         self.unregister_job(job_id)
@@ -270,17 +301,37 @@ class ControllerClient:
         return str(reply["endpoint_id"])
 
     def unregister(self, endpoint_id: str) -> bool:
-        """Unregister an endpoint; return whether it was registered."""
+        """Unregister an endpoint; return whether it was registered.
+
+        Args:
+            endpoint_id: The id ``register()`` returned.
+        """
         return bool(self._call("unregister", endpoint_id=endpoint_id)["removed"])
 
     def list_endpoints(self, prefix: str) -> list[Endpoint]:
-        """Return the endpoints whose full name starts with ``prefix``."""
+        """Return the endpoints whose full name starts with ``prefix``, oldest first.
+
+        Args:
+            prefix: The start of the full names, ``<namespace>/`` for a namespace.
+        """
         return [Endpoint.from_json(e) for e in self._call("list", prefix=prefix)["endpoints"]]
 
     def get_job(self, job_id: str) -> bytes:
-        """Return the serialized entrypoint stored for ``job_id``."""
+        """Return the serialized entrypoint stored for ``job_id``.
+
+        Args:
+            job_id: The job whose entrypoint to fetch: a worker's own.
+
+        Raises:
+            RpcProtocolError: If the controller has none for it.
+        """
         return base64.b64decode(self._call("get_job", job_id=job_id)["spec"])
 
     def ping(self) -> None:
-        """Return if the controller answers with our secret; raise ``RpcError`` otherwise."""
+        """Return if the controller answers with our secret; raise ``RpcError`` otherwise.
+
+        Raises:
+            RpcError: A subclass saying what failed (``RpcAuthError`` for a
+                controller of another cluster).
+        """
         self._call("ping")

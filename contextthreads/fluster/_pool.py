@@ -331,7 +331,14 @@ class WorkerPool:
         """Submit ``fn(item)`` for each item; return the futures in order.
 
         Unlike ``Executor.map()`` it returns the futures, not the results, and
-        submits every item before it returns. Raises what ``submit()`` raises.
+        submits every item before it returns.
+
+        Args:
+            fn: The callable to run in a worker process, once per item.
+            items: Its arguments, one call each.
+
+        Raises:
+            TypeError: As ``submit()`` does; so do the other errors it raises.
         """
         return [self.submit(fn, item) for item in items]
 

@@ -129,9 +129,12 @@ class RayJob:
     another node): ``info()`` tells where the process runs, and
     ``wait_released()`` waits until Ray has ended the actor.
 
-    Attributes:
-        job_id: The Fluster job's id.
-        actor: The Ray actor handle the worker runs under.
+    Args:
+        job_id: The Fluster job's id; kept as ``job_id``.
+        actor: The Ray actor handle the worker runs under; kept as ``actor``.
+        done: The Ray reference of the actor's ``run`` call, the job's exit.
+        placed: The Ray reference that resolves once Ray has placed the actor.
+        parked: The Ray reference that resolves once Ray has ended the actor.
     """
 
     def __init__(self, job_id: str, actor: Any, *, done: Any, placed: Any, parked: Any) -> None:

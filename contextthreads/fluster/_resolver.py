@@ -98,7 +98,11 @@ class FixedResolver:
             )
 
     def resolve(self, name: str) -> ResolveResult:
-        """Return the configured endpoints for ``name``; none if it is not in the mapping."""
+        """Return the configured endpoints for ``name``; none if it is not in the mapping.
+
+        Args:
+            name: A key of the mapping.
+        """
         return ResolveResult(name, self._endpoints.get(name, ()))
 
 

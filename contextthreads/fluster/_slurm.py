@@ -112,9 +112,12 @@ class SlurmJob:
     ended at its time limit, preempted or that ran out of memory reads as
     killed: minus the signal, ``-9`` when Slurm names none.
 
+    Args:
+        launcher: The launcher whose poller keeps the job's state.
+        job_id: The Fluster job's id; kept as ``job_id``.
+        slurm_job_id: Slurm's id of the batch job; kept as ``slurm_job_id``.
+
     Attributes:
-        job_id: The Fluster job's id.
-        slurm_job_id: Slurm's id of the batch job.
         state: Slurm's state of the job, as last polled (``"PENDING"``,
             ``"RUNNING"``, ``"COMPLETED"``...).
         reason: Slurm's reason for that state, if any (``"Resources"``...).

@@ -123,7 +123,11 @@ class FrameChannel:
         return mac.digest()
 
     def settimeout(self, timeout: float | None) -> None:
-        """Bound each following blocking send or receive by ``timeout`` seconds (None: no bound)."""
+        """Bound each following blocking send or receive by ``timeout`` seconds.
+
+        Args:
+            timeout: Seconds, or None for no bound.
+        """
         self._sock.settimeout(timeout)
 
     def peer_closed(self) -> bool:
@@ -139,8 +143,12 @@ class FrameChannel:
     def send(self, body: bytes) -> None:
         """Send ``body`` as one frame.
 
-        Raises ``ValueError`` for a body over ``max_body``, and ``OSError``
-        (``socket.timeout`` included) from the socket.
+        Args:
+            body: At most ``max_body`` bytes.
+
+        Raises:
+            ValueError: For a body over ``max_body``.
+            OSError: From the socket, ``socket.timeout`` included.
         """
         if len(body) > self.max_body:
             raise ValueError(f"a frame carries at most {self.max_body} bytes, not {len(body)}")
@@ -155,9 +163,12 @@ class FrameChannel:
     def recv(self) -> bytes | None:
         """Return the next frame's verified body, or None at a clean end of stream.
 
-        Raises ``RpcAuthError`` for a frame that fails its MAC,
-        ``RpcProtocolError`` for a malformed or truncated one, and ``OSError``
-        (``socket.timeout`` included) from the socket.
+        None means the peer closed the connection between frames.
+
+        Raises:
+            RpcAuthError: For a frame that fails its MAC.
+            RpcProtocolError: For a malformed or truncated frame.
+            OSError: From the socket, ``socket.timeout`` included.
         """
         header = self._reader.read(_HEADER.size)
         if not header:

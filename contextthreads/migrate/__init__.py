@@ -46,11 +46,21 @@ def rewrite_source(source: str, *, first_party: Collection[str] = ()) -> str:
     """Return ``source`` with what builds Thread, Timer and ThreadPoolExecutor using contextthreads.
 
     The rule is the module's (see ``contextthreads.migrate``). Everything else
-    is kept byte for byte, and a second call changes nothing. ``first_party``
-    names the project's own top-level packages, which isort sorts after
-    third-party ones. Raises ``SyntaxError`` if the code cannot be parsed,
-    ``UnsafeRewrite`` (with every ``Problem``) if it cannot be rewritten
-    safely, and ``ImportError`` if libcst is missing. Pure: thread-safe.
+    is kept byte for byte, and a second call changes nothing. Pure:
+    thread-safe.
+
+    Args:
+        source: A module's source text.
+        first_party: The project's own top-level packages, which isort sorts
+            after third-party ones (where the new import goes depends on it).
+
+    Returns:
+        The rewritten source, equal to ``source`` if nothing needed to change.
+
+    Raises:
+        SyntaxError: If the code cannot be parsed.
+        UnsafeRewrite: With every ``Problem``, if it cannot be rewritten safely.
+        ImportError: If libcst is missing.
     """
     try:
         from ._source import rewrite_source as rewrite

@@ -202,6 +202,17 @@ def main(
     Files are rewritten in worker processes (``-j``); everything printed and
     written comes from the calling thread, in the order the files were named
     or found. Reads and writes only those files.
+
+    Args:
+        argv: The command's arguments, ``[--check | --diff] [-j N] PATH...``;
+            by default ``sys.argv[1:]``.
+        stdout: Where diffs and the summary go; by default ``sys.stdout``.
+        stderr: Where reports, errors and the progress line go; by default
+            ``sys.stderr``.
+
+    Returns:
+        0 when done or nothing was to do, 1 when ``--check`` found files to
+        rewrite, 2 for a usage or parse error (or libcst missing).
     """
     out = sys.stdout if stdout is None else stdout
     err = sys.stderr if stderr is None else stderr

@@ -8,7 +8,12 @@ __all__ = ("Problem", "UnsafeRewrite")
 
 
 class Problem(NamedTuple):
-    """One reason a file cannot be rewritten safely, at a 1-based line."""
+    """One reason a file cannot be rewritten safely, at a 1-based line.
+
+    Attributes:
+        line: Where, counting from 1.
+        reason: Why, in words.
+    """
 
     line: int
     reason: str
@@ -17,7 +22,10 @@ class Problem(NamedTuple):
 class UnsafeRewrite(Exception):
     """The source cannot be rewritten without changing what it means; it is left alone.
 
-    ``problems`` holds every reason found, in line order.
+    Its message joins the problems as ``line N: reason``.
+
+    Args:
+        problems: Every reason found, in line order; kept as ``problems``.
     """
 
     def __init__(self, problems: tuple[Problem, ...]) -> None:

@@ -306,6 +306,15 @@ def assert_context_isolation(
     thread is left running as a daemon). Use it as a building block under
     ``@given(isolation_scenarios())``; ``check_context_isolation()`` does that
     for you.
+
+    Args:
+        spawn: The mechanism under test, as above.
+        scenario: Who spawns what, drawn from ``isolation_scenarios()``.
+        timeout: Seconds each spawner thread has to start, and then to finish.
+
+    Raises:
+        ContextIsolationError: Saying what went wrong first, with the
+            scenario; chained to what ``spawn()`` raised, if it raised.
     """
     variables = scenario.variables
     outcomes = [_Outcome() for _ in scenario.spawners]
@@ -389,11 +398,29 @@ def check_context_isolation(
     each see their own values. See ``assert_context_isolation()`` for the
     contract ``spawn`` must follow.
 
-    ``variables`` defaults to ``VARIABLE_POOL``; pass your own module-level
-    ``ContextVar`` objects when the mechanism propagates only chosen ones.
-    ``max_examples`` defaults to the current hypothesis profile's. Call it
-    straight from a test function, not from inside an ``@given`` test: there,
-    use ``assert_context_isolation()`` with ``isolation_scenarios()``.
+    Two small scenarios run first, every time, so that a broken mechanism
+    fails even with few examples. Call it straight from a test function, not
+    from inside an ``@given`` test: there, use ``assert_context_isolation()``
+    with ``isolation_scenarios()``.
+
+    Args:
+        spawn: The mechanism under test: ``spawn(fn)`` runs ``fn``, waits for
+            it and returns its result; thread-safe.
+        variables: The ``ContextVar``\\ s to set and check, distinct and at
+            least one; by default ``VARIABLE_POOL``. Pass your own
+            module-level variables when the mechanism carries only chosen
+            ones (``install(only=...)``, ``WorkerPoolConfig.context_vars``).
+        max_examples: How many scenarios hypothesis draws; by default the
+            current hypothesis profile's.
+        max_spawners: The most spawner threads in one scenario.
+        max_spawns: The most ``spawn()`` calls of one spawner.
+        timeout: Seconds each spawner has to start, and then to finish.
+
+    Raises:
+        ContextIsolationError: With the smallest scenario hypothesis found
+            that fails; a failure that did not repeat is said to be racy.
+        ValueError: If ``variables`` is empty or repeats a variable
+            (``TypeError`` if it holds something else).
     """
     pool = checked_variables(variables)
     strategy = isolation_scenarios(pool, max_spawners=max_spawners, max_spawns=max_spawns)

@@ -36,6 +36,16 @@ def context_vars(
     module-level variables named ``request_id``, ``tenant``, ``user``,
     ``trace_id``, ``locale`` and ``deadline``. Drawing never creates a
     variable, so examples do not grow the contexts they run in.
+
+    Args:
+        min_size: The fewest variables drawn.
+        max_size: The most variables drawn; by default all of the pool.
+        variables: The pool, distinct ``ContextVar``\\ s; by default
+            ``VARIABLE_POOL``.
+
+    Raises:
+        ValueError: If ``variables`` is empty or repeats a variable
+            (``TypeError`` if it holds something else).
     """
     pool = checked_variables(variables)
     upper = len(pool) if max_size is None else min(max_size, len(pool))
@@ -57,6 +67,18 @@ def context_assignments(
     ``context_vars()``); values from ``values``, by default short text and
     integers, which pickle, so the assignment can be sent to another process.
     Apply one with ``for var, value in assignment.items(): var.set(value)``.
+
+    Args:
+        values: The strategy for the values; by default short text and
+            integers.
+        min_size: The fewest variables assigned.
+        max_size: The most variables assigned; by default all of the pool.
+        variables: The pool, distinct ``ContextVar``\\ s; by default
+            ``VARIABLE_POOL``.
+
+    Raises:
+        ValueError: If ``variables`` is empty or repeats a variable
+            (``TypeError`` if it holds something else).
     """
     pool = checked_variables(variables)
     upper = len(pool) if max_size is None else min(max_size, len(pool))
@@ -74,6 +96,10 @@ class SpawnStep:
     made by the checker and are unique, so a wrong value says where it came
     from: the spawner sets ``'A2'`` before spawner A's spawn #2, and the code
     spawned there writes ``'written-in-A2'``.
+
+    Attributes:
+        sets: The variables the spawner sets just before this ``spawn()``.
+        writes: The variables the spawned code writes.
     """
 
     sets: tuple[int, ...]
@@ -82,7 +108,11 @@ class SpawnStep:
 
 @dataclass(frozen=True)
 class SpawnerPlan:
-    """What one spawner thread does: its ``spawn()`` calls, in order."""
+    """What one spawner thread does: its ``spawn()`` calls, in order.
+
+    Attributes:
+        steps: The calls, at least one.
+    """
 
     steps: tuple[SpawnStep, ...]
 
@@ -92,7 +122,12 @@ class IsolationScenario:
     """Spawner threads that set variables and call ``spawn()`` at the same time.
 
     Each spawner starts in an empty context; all of them are released together
-    by a ``Barrier``. ``describe()`` tells the scenario in words.
+    by a ``Barrier``. ``describe()`` tells the scenario in words. Draw them
+    with ``isolation_scenarios()``; immutable.
+
+    Attributes:
+        variables: The ``ContextVar``\\ s the steps' indices refer to.
+        spawners: One plan per spawner thread.
     """
 
     variables: tuple[ContextVar[Any], ...]
@@ -142,9 +177,19 @@ def isolation_scenarios(
     """Draw an ``IsolationScenario`` for ``assert_context_isolation()``.
 
     Up to ``max_spawners`` threads each call ``spawn()`` up to ``max_spawns``
-    times, setting some of ``variables`` (default ``VARIABLE_POOL``) before
-    each call; the spawned code writes some of them. Hypothesis shrinks
-    towards one spawner, one spawn and one variable.
+    times, setting some of ``variables`` before each call; the spawned code
+    writes some of them. Hypothesis shrinks towards one spawner, one spawn
+    and one variable.
+
+    Args:
+        variables: The ``ContextVar``\\ s to use, distinct and at least one; by
+            default ``VARIABLE_POOL``.
+        max_spawners: The most spawner threads, at least 1.
+        max_spawns: The most ``spawn()`` calls per spawner, at least 1.
+
+    Raises:
+        ValueError: If a maximum is below 1, or ``variables`` is empty or
+            repeats a variable (``TypeError`` if it holds something else).
     """
     pool = checked_variables(variables)
     if max_spawners < 1 or max_spawns < 1:
