@@ -30,11 +30,13 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import inspect
 import re
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable, Iterator
 
 import pytest
 
@@ -179,7 +181,7 @@ def _importable(name: str) -> bool:
 
 _DIRECTIVE = re.compile(
     r"^\.\. (?:auto(?:class|function|exception|data)|py:(?:class|function|exception|data))"
-    r"::\s*([\w.]+)",
+    r"::\s*([\w.]+)(?:\n   :module: ([\w.]+))?",
     re.MULTILINE,
 )
 
@@ -187,9 +189,9 @@ _DIRECTIVE = re.compile(
 def test_reference_documents_exactly_the_public_names() -> None:
     """docs/reference/ documents every name of each package's __all__, and no other."""
     documented = {
-        name
+        f"{module}.{name}" if module else name
         for page in sorted((DOCS / "reference").glob("*.md"))
-        for name in _DIRECTIVE.findall(page.read_text(encoding="utf-8"))
+        for name, module in _DIRECTIVE.findall(page.read_text(encoding="utf-8"))
     }
     public = {
         f"{package}.{name}"
@@ -225,3 +227,47 @@ def test_readme_links_land() -> None:
         assert page.exists(), f"README links to {target}, which does not exist"
         if anchor and page.suffix == ".md":
             assert anchor in _anchors(page), f"README links to {target}: no such heading"
+
+
+def _documented_callables(package: str) -> Iterator[tuple[str, Any, Callable[..., Any]]]:
+    """Yield (name, the object whose docstring documents it, what has its signature)."""
+    module = importlib.import_module(package)
+    for name in module.__all__:
+        value = getattr(module, name)
+        if not inspect.isclass(value):
+            if inspect.isfunction(value):
+                yield f"{package}.{name}", value, value
+            continue
+        if getattr(value, "_is_protocol", False):  # JobLauncher, JobHandle, Resolver
+            init = None
+        else:
+            init = value.__init__ if "__init__" in vars(value) else None
+        if init is not None:
+            yield f"{package}.{name}", value, init
+        for attribute, member in vars(value).items():
+            function = getattr(member, "__func__", member)
+            if not attribute.startswith("_") and inspect.isfunction(function):
+                yield f"{package}.{name}.{attribute}", function, function
+
+
+#: The packages whose docstrings follow the Google style with every parameter stated.
+ARGS_STATED = ("contextthreads.testing", "contextthreads.fluster", "contextthreads.migrate")
+
+
+@pytest.mark.parametrize("package", ARGS_STATED)
+def test_public_docstrings_state_every_parameter(package: str) -> None:
+    """Each public callable's docstring names each parameter in an Args: or Attributes: list."""
+    missing = []
+    for name, documented, signed in _documented_callables(package):
+        doc = inspect.getdoc(documented) or ""
+        for parameter in inspect.signature(signed).parameters.values():
+            if parameter.name in ("self", "cls"):
+                continue
+            stars: dict[Any, str] = {
+                parameter.VAR_POSITIONAL: r"\*",
+                parameter.VAR_KEYWORD: r"\*\*",
+            }
+            spelled = stars.get(parameter.kind, "") + parameter.name
+            if not re.search(rf"^\s+{spelled}:", doc, re.MULTILINE):
+                missing.append(f"{name}: {parameter.name}")
+    assert missing == [], "parameters no docstring states"
