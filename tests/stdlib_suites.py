@@ -56,6 +56,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 import types
 import unittest
@@ -279,6 +280,10 @@ def _child_code(code: str, target: str) -> str:
     # so line numbers in its tracebacks are the ones the test expects.
     here = os.path.dirname(os.path.abspath(__file__))
     borrowed = _borrowed if "test.test_concurrent_futures" in code else None
+    if sys.version_info >= (3, 14):
+        # 3.14+ dedents a -c code string before running it, and tests rely on it;
+        # our one-line prefix would make the code a string compiled as is.
+        code = textwrap.dedent(code)
     return (
         f"import sys; sys.path.insert(0, {here!r}); import stdlib_suites;"
         f" stdlib_suites.enter_child({target!r}, {borrowed!r}); del sys.path[0];"
