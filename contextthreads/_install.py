@@ -28,7 +28,6 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
-from . import _inherit
 from ._executor import ContextThreadPoolExecutor, map_in
 from ._patching import (
     MISSING,
@@ -44,7 +43,7 @@ from ._patching import (
     wrapper_chain,
 )
 
-__all__ = ("install", "installed", "is_installed", "uninstall")
+__all__ = ("install", "installed", "is_installed", "threads_inherit_context", "uninstall")
 
 _log = logging.getLogger(__name__)
 
@@ -395,7 +394,6 @@ def _activate(only: Vars | None) -> None:
     switch = Switch()
     for cls, name, make in _targets():
         _applied.append(apply(cls, name, make, switch))
-    _inherit.patched = True
     _switch = switch
 
 
@@ -407,7 +405,6 @@ def _deactivate() -> list[str]:
     # Turned off first: a patch we cannot remove below becomes a pass-through.
     _switch.on = False
     _switch = None
-    _inherit.patched = False
     notes = []
     for patch in reversed(_applied):
         if not remove(patch):
@@ -491,6 +488,16 @@ def is_installed() -> bool:
     stale by the time another thread installs or uninstalls.
     """
     return _switch is not None
+
+
+def threads_inherit_context() -> bool:
+    """Return whether a plain ``threading.Thread`` would start in a copy of its starter's context.
+
+    True while ``install()`` (or an ``installed()`` block) is in effect, and on
+    3.14+ under ``-X thread_inherit_context=1`` (the default on free-threaded
+    builds). Thread-safe, with ``is_installed()``'s staleness.
+    """
+    return _switch is not None or bool(getattr(sys.flags, "thread_inherit_context", False))
 
 
 @contextlib.contextmanager

@@ -21,9 +21,9 @@ from typing import Any, Callable, Iterator
 import pytest
 import stdlib_state
 
-from contextthreads import ContextThread, ContextThreadPoolExecutor, _inherit
+from contextthreads import ContextThread, ContextThreadPoolExecutor
 from contextthreads import _install as install_module
-from contextthreads._install import install, installed, uninstall
+from contextthreads._install import install, installed, threads_inherit_context, uninstall
 
 TIMEOUT = 5.0
 
@@ -53,7 +53,7 @@ ORIGINAL_START = threading.Thread.__dict__["start"]
 
 def _assert_pristine() -> None:
     assert stdlib_state.differences(ORIGINALS, stdlib_state.snapshot()) == []
-    assert _inherit.patched is False
+    assert threads_inherit_context() is bool(getattr(sys.flags, "thread_inherit_context", 0))
     assert not install_module.is_installed()
 
 
@@ -596,7 +596,7 @@ def test_install_is_idempotent_and_uninstall_restores_identity() -> None:
     # Wrapped as the originals: help() and inspect.signature() look the same.
     assert threading.Thread.start.__wrapped__ is ORIGINAL_START  # type: ignore[attr-defined]
     assert threading.Thread.start.__doc__ == ORIGINAL_START.__doc__
-    assert _inherit.patched is True
+    assert threads_inherit_context()
     assert install_module.is_installed()
     install()
     assert stdlib_state.differences(after_first, stdlib_state.snapshot()) == []

@@ -17,7 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from contextthreads import ContextThreadPoolExecutor, bind
-from contextthreads._inherit import threads_inherit_context
+from contextthreads._install import threads_inherit_context
 from contextthreads.testing import (
     VARIABLE_POOL,
     ContextIsolationError,

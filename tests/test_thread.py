@@ -13,7 +13,7 @@ from conftest import WAIT, ExceptHookRecorder, joined
 
 import contextthreads
 from contextthreads import ContextThread
-from contextthreads._inherit import threads_inherit_context
+from contextthreads._install import threads_inherit_context
 
 var: contextvars.ContextVar[str] = contextvars.ContextVar("test_thread_var")
 
