@@ -1,5 +1,40 @@
 """Drop-in ``ThreadPoolExecutor`` whose tasks run in their submitter's context."""
 
+# Version map. 3.14 gave ThreadPoolExecutor a hook, prepare_context(), that the stdlib's
+# submit() calls in the submitter's thread; before it there is none, and submit() itself is
+# ours. Each branch is a whole set of methods, chosen when the class body runs: the per-task
+# path has room for no version test and no second Python call (a wrapping submit() cost more
+# than copying the context, benchmarks/case_executor.py).
+#
+#   ContextThreadPoolExecutor, 3.14+
+#     __init__(..., **ctxkwargs)  the stdlib's signature; binds the initializer
+#     prepare_context()           stock pools: _WorkerContext (below) and _resolve_in_copy;
+#                                 a subclass's own hook: its tasks wrapped in _RunOnce
+#     map()                       buffersize=: later items submitted in the map()-time copy
+#   ContextThreadPoolExecutor, 3.9-3.13
+#     __init__()                  also puts our _WorkQueue in self._work_queue
+#     submit()                    the stdlib's own submit() inlined, or, when someone wraps it,
+#                                 theirs with _WorkQueue entering the copy beneath them
+#     __init_subclass__           whether a class between ours and the stdlib's has a submit()
+#   Every version: _adjust_thread_count(), which skips the idle check of a full pool and starts
+#   workers in an empty context when threads inherit (_INHERITING).
+#   Module level: 3.14+ _WorkerContext, _resolve_in_copy, _STOCK_PREPARE_CONTEXT;
+#   before 3.14 _WorkQueue, run_captured (also for _install), _STOCK_SUBMIT, _stdlib_own.
+#
+# Stdlib privates touched: 3.14+ concurrent.futures.thread.WorkerContext and its run(task);
+# before 3.14 concurrent.futures.thread._WorkItem (fn/args), _shutdown, _global_shutdown_lock,
+# and the pool's _work_queue, _shutdown_lock, _broken, _shutdown; always the pool's _threads,
+# _max_workers, _adjust_thread_count.
+# Pinned by tests/test_executor.py (test_signatures_equal_the_stdlibs,
+# test_wrapper_of_stdlib_submit_is_still_called, test_submit_of_a_class_between_ours_*,
+# test_submit_after_interpreter_shutdown_raises_stdlib_error, test_map_buffersize_*,
+# test_a_full_pool_starts_no_more_threads_*, test_a_pool_below_its_size_starts_a_worker_*,
+# test_own_prepare_context_*), tests/test_foreign_wrappers.py
+# (test_pool_made_without_our_init_still_carries_the_context), tests/test_weakrefs.py
+# (test_failed_task_values_die_with_the_task, test_idle_worker_created_by_a_submit_pins_nothing,
+# test_future_holds_no_context) and CPython's own test_concurrent_futures in
+# tests/test_stdlib_conformance.py.
+
 from __future__ import annotations
 
 import contextvars

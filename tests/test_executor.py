@@ -180,6 +180,47 @@ def test_submit_of_a_class_between_ours_and_the_stdlibs_is_called() -> None:
     assert wrapped == ["submitter"]
 
 
+@pytest.mark.skipif(sys.version_info < (3, 14), reason="prepare_context() is new in 3.14")
+@pytest.mark.parametrize("place", ["subclass", "between"])
+def test_own_prepare_context_is_kept_and_its_tasks_run_in_a_copy(place: str) -> None:
+    """A prepare_context() of a subclass of ours, or of a class between ours and the stdlib's
+    in the MRO, is used; each task still runs once, in a copy of its submitter's context."""
+    resolved: list[str] = []
+
+    class Recording(ThreadPoolExecutor):
+        @classmethod
+        def prepare_context(cls, initializer: Any, initargs: tuple[Any, ...]) -> Any:
+            create, resolve = super().prepare_context(initializer, initargs)  # type: ignore[misc]
+
+            def recording_resolve(fn: Any, args: Any, kwargs: Any) -> Any:
+                resolved.append(var.get("unset"))
+                return resolve(fn, args, kwargs)
+
+            return create, recording_resolve
+
+    if place == "subclass":
+        pool_class: type[ThreadPoolExecutor] = type(
+            "Hooked", (Recording, ContextThreadPoolExecutor), {}
+        )
+    else:
+        pool_class = type("Hooked", (ContextThreadPoolExecutor, Recording), {})
+
+    def task(value: str) -> str:
+        seen = var.get("unset")
+        var.set(value)
+        return seen
+
+    def body() -> list[str]:
+        var.set("submitter")
+        with pool_class(2) as pool:
+            results = [pool.submit(task, f"task {i}").result(timeout=WAIT) for i in range(3)]
+        assert var.get() == "submitter"
+        return results
+
+    assert contextvars.Context().run(body) == ["submitter"] * 3
+    assert resolved == ["submitter"] * 3
+
+
 @pytest.mark.parametrize("kwargs", [{"max_workers": 0}, {"max_workers": -1}])
 def test_bad_max_workers_raise_stdlib_error(kwargs: dict[str, Any]) -> None:
     """max_workers <= 0 raises the stdlib's ValueError."""
