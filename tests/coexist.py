@@ -31,11 +31,11 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
 import stdlib_state
+from bounds import WAIT
 
 import contextthreads
 from contextthreads._patching import is_proxy
 
-WAIT = 10.0
 VAR: contextvars.ContextVar[str] = contextvars.ContextVar("coexist_var", default="unset")
 PRISTINE = stdlib_state.snapshot()
 

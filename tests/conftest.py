@@ -12,10 +12,8 @@ import threading
 from typing import Any, Callable, Iterator
 
 import pytest
+from bounds import WAIT
 from hypothesis import HealthCheck, settings
-
-#: The bound on every wait in the thread tests.
-WAIT = 5.0
 
 
 def joined(thread: threading.Thread) -> threading.Thread:

@@ -14,11 +14,11 @@ from concurrent.futures.thread import BrokenThreadPool
 from typing import Any, Callable, Iterator
 
 import pytest
+from bounds import WAIT
 
 import contextthreads
 from contextthreads import ContextThreadPoolExecutor
 
-WAIT = 5.0
 var: contextvars.ContextVar[str] = contextvars.ContextVar("test_executor_var")
 
 

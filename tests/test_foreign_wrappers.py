@@ -21,13 +21,13 @@ from typing import Any, Callable, Iterator
 
 import pytest
 import stdlib_state
+from bounds import WAIT
 
 import contextthreads
 from contextthreads import _install
 
 wrapt = pytest.importorskip("wrapt", reason="wrapt does not install here")
 
-WAIT = 10.0
 VAR: contextvars.ContextVar[str] = contextvars.ContextVar("foreign_var", default="unset")
 SCOPE: contextvars.ContextVar[dict[str, str]] = contextvars.ContextVar("foreign_scope")
 IN_RUN_WRAPPER: contextvars.ContextVar[bool] = contextvars.ContextVar("in_run", default=False)

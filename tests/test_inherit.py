@@ -7,6 +7,7 @@ import sys
 import threading
 
 import pytest
+from bounds import WAIT
 from conftest import EXPECT_INHERIT_VAR, expect_inherit
 
 from contextthreads import installed, is_installed
@@ -37,7 +38,7 @@ def plain_thread_sees_starter() -> bool:
         var.set("starter")
         thread = threading.Thread(target=lambda: seen.append(var.get("unset")))
         thread.start()
-        thread.join(5)
+        thread.join(WAIT)
         assert not thread.is_alive()
 
     contextvars.Context().run(body)

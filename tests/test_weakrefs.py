@@ -16,7 +16,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Callable, Iterator
 
 import pytest
-from conftest import WAIT, ExceptHookRecorder, joined
+from bounds import WAIT
+from conftest import ExceptHookRecorder, joined
 
 from contextthreads import ContextThread, ContextThreadPoolExecutor, ContextTimer, bind
 
