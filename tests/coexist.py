@@ -155,7 +155,7 @@ def _submit(kind: str) -> Handoff:
 def _map(kind: str, **kwargs: Any) -> Handoff:
     def handoff(work: Work) -> str:
         [result] = POOLS.get(kind).map(lambda _: work(), [None], timeout=WAIT, **kwargs)
-        return result  # type: ignore[no-any-return]
+        return result
 
     return handoff
 

@@ -190,7 +190,7 @@ def test_own_prepare_context_is_kept_and_its_tasks_run_in_a_copy(place: str) -> 
     class Recording(ThreadPoolExecutor):
         @classmethod
         def prepare_context(cls, initializer: Any, initargs: tuple[Any, ...]) -> Any:
-            create, resolve = super().prepare_context(initializer, initargs)  # type: ignore[misc]
+            create, resolve = super().prepare_context(initializer, initargs)  # type: ignore[misc, unused-ignore]
 
             def recording_resolve(fn: Any, args: Any, kwargs: Any) -> Any:
                 resolved.append(var.get("unset"))
@@ -230,10 +230,11 @@ def test_bad_max_workers_raise_stdlib_error(kwargs: dict[str, Any]) -> None:
 
 def test_unknown_keyword_raises_type_error_as_stdlib() -> None:
     """A keyword the stdlib does not know is a TypeError, as with the stdlib's pool."""
+    unknown: dict[str, Any] = {"no_such_option": 1}
     with pytest.raises(TypeError):
-        ThreadPoolExecutor(no_such_option=1)  # type: ignore[call-arg]
+        ThreadPoolExecutor(**unknown)
     with pytest.raises(TypeError):
-        ContextThreadPoolExecutor(no_such_option=1)  # type: ignore[call-arg]
+        ContextThreadPoolExecutor(**unknown)
 
 
 def test_thread_name_prefix_passes_through() -> None:
@@ -314,7 +315,7 @@ def test_map_buffersize_items_submitted_later_see_map_time_context() -> None:
     def body() -> None:
         with Recording(max_workers=1) as executor:
             var.set("at map")
-            results = executor.map(task, range(4), timeout=WAIT, buffersize=1)  # type: ignore[call-arg]
+            results = executor.map(task, range(4), timeout=WAIT, buffersize=1)  # type: ignore[call-arg, unused-ignore]
             for n, item in enumerate(results):
                 received.append(item)
                 var.set(f"changed {n}")
@@ -526,7 +527,7 @@ def test_failing_initializer_breaks_the_pool_as_in_stdlib(
 def test_non_callable_initializer_raises_stdlib_type_error() -> None:
     """A non-callable initializer raises the stdlib's TypeError at construction."""
     with pytest.raises(TypeError) as stdlib_error:
-        ThreadPoolExecutor(initializer=5)  # type: ignore[arg-type]
+        ThreadPoolExecutor(initializer=5)  # type: ignore[call-overload]
     with pytest.raises(TypeError) as our_error:
         ContextThreadPoolExecutor(initializer=5)  # type: ignore[arg-type]
     assert str(our_error.value) == str(stdlib_error.value)

@@ -339,7 +339,7 @@ def test_pool_made_without_our_init_still_carries_the_context(kind: type[Forking
     def starter() -> str:
         VAR.set("before")
         with MadeWithoutOurInit(1) as pool:
-            return pool.submit(VAR.get).result(timeout=WAIT)  # type: ignore[no-any-return]
+            return pool.submit(VAR.get).result(timeout=WAIT)
 
     assert contextvars.Context().run(starter) == "before"
     library.remove()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextvars
+import functools
 import threading
 from typing import Any, Callable, Iterator
 
@@ -290,7 +291,7 @@ def test_concurrent_siblings_never_see_each_other(
     def body() -> None:
         apply(base)
         expected = snapshot()
-        handles = [launch(mechanism, lambda w=w: child(w, expected), pool) for w in writes]
+        handles = [launch(mechanism, functools.partial(child, w, expected), pool) for w in writes]
         for handle in handles:
             handle.wait()
         assert snapshot() == expected

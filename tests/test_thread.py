@@ -248,7 +248,7 @@ def test_subclass_owning_a_context_attribute_still_works() -> None:
     class Custom(ContextThread):
         def __init__(self) -> None:
             super().__init__()
-            self._context = "mine"
+            self._context = "mine"  # type: ignore[assignment, unused-ignore]
 
         def run(self) -> None:
             seen.append(f"{self._context}:{var.get('unset')}")
@@ -428,7 +428,7 @@ def test_subclass_overriding_bootstrap_gets_starter_context() -> None:
     class Own(ContextThread):
         def _bootstrap(self) -> None:
             var.set("written by the override")  # in the new thread, outside run()'s context
-            super()._bootstrap()  # type: ignore[misc]
+            super()._bootstrap()  # type: ignore[misc, unused-ignore]
 
     def body() -> None:
         thread = Own(target=lambda: seen.append(var.get("unset")))

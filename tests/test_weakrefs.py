@@ -61,7 +61,7 @@ def drain(executor: ThreadPoolExecutor) -> None:
     context in it); a no-op task per worker, all held at a barrier, can only
     run once each worker has moved on.
     """
-    workers = len(executor._threads)  # type: ignore[attr-defined]
+    workers = len(executor._threads)
     barrier = threading.Barrier(workers)
     futures = [executor.submit(barrier.wait, WAIT) for _ in range(workers)]
     for future in futures:
@@ -141,7 +141,7 @@ def test_submitted_values_die_with_the_task_while_workers_live(
     assert future.result(timeout=WAIT) is None
     drain(one_worker)
     assert_collected(ref)
-    assert len(one_worker._threads) == 1  # type: ignore[attr-defined]
+    assert len(one_worker._threads) == 1
 
 
 def test_failed_task_values_die_with_the_task(one_worker: ContextThreadPoolExecutor) -> None:
@@ -169,7 +169,7 @@ def test_mapped_values_die_with_the_map(one_worker: ContextThreadPoolExecutor) -
 def test_buffered_map_values_die_with_the_iterator(one_worker: ContextThreadPoolExecutor) -> None:
     """With buffersize=, the map()-time value lives while the iterator does, and no longer."""
     ref, iterator = with_payload(
-        lambda: one_worker.map(lambda _: read_var(), range(3), buffersize=1)  # type: ignore[call-arg]
+        lambda: one_worker.map(lambda _: read_var(), range(3), buffersize=1)  # type: ignore[call-arg, unused-ignore]
     )
     assert list(iterator) == [None, None, None]
     del iterator
@@ -186,10 +186,10 @@ def test_idle_worker_created_by_a_submit_pins_nothing(
     PYTHON_THREAD_INHERIT_CONTEXT=1 on 3.14 if workers inherit the
     context of the submit() that created them.
     """
-    assert len(one_worker._threads) == 0  # type: ignore[attr-defined]
+    assert len(one_worker._threads) == 0
     ref, future = with_payload(lambda: one_worker.submit(read_var))
     future.result(timeout=WAIT)
-    assert len(one_worker._threads) == 1  # type: ignore[attr-defined]
+    assert len(one_worker._threads) == 1
     drain(one_worker)
     assert_collected(ref)
 
@@ -205,7 +205,7 @@ def test_many_idle_workers_pin_nothing() -> None:
         ]
         for _, future in refs_and_futures:
             future.result(timeout=WAIT)
-        assert len(executor._threads) == count  # type: ignore[attr-defined]
+        assert len(executor._threads) == count
         drain(executor)
         for ref, _ in refs_and_futures:
             assert_collected(ref)
