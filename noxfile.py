@@ -1,5 +1,8 @@
 """The test matrix: CPython 3.9 to 3.14, and 3.14 with thread context inheritance on.
 
+The RayLauncher tests, which need Ray (about 240 MB installed, 500 MiB running),
+run in a session of their own on one interpreter; the other sessions skip them.
+
 Interpreters are found on PATH as pythonX.Y, then under ~/.pyenv/versions, and
 for 3.14 also through $CONTEXTTHREADS_PYTHON314 or the workplace's
 ../shared/tools/python3.14. Under CI a missing interpreter is an error.
@@ -20,7 +23,7 @@ PYTHONS = ["3.9", "3.10", "3.11", "3.12", "3.13", "3.14"]
 
 nox.options.default_venv_backend = "uv"
 nox.options.error_on_missing_interpreters = bool(os.environ.get("CI"))
-nox.options.sessions = ["lint", "tests", "tests_inherit"]
+nox.options.sessions = ["lint", "tests", "tests_inherit", "tests_ray"]
 
 
 def _runs(path: str | None) -> bool:
@@ -85,6 +88,20 @@ def tests_inherit(session: nox.Session) -> None:
     """Run the suite with thread context inheritance on, set by environment so children get it."""
     _pytest(
         session, env={"PYTHON_THREAD_INHERIT_CONTEXT": "1", "CONTEXTTHREADS_EXPECT_INHERIT": "1"}
+    )
+
+
+@nox.session(python="3.12")
+def tests_ray(session: nox.Session) -> None:
+    """Run the RayLauncher tests against a real two-node Ray: one interpreter, for Ray's size."""
+    session.install("-e", ".[test,ray]")
+    session.run(
+        "python",
+        "-m",
+        "pytest",
+        "tests/fluster/test_ray.py",
+        *session.posargs,
+        env={"CONTEXTTHREADS_EXPECT_RAY": "1"},
     )
 
 

@@ -64,13 +64,18 @@ def test_opentelemetry_variant_is_skipped_cleanly_when_absent() -> None:
 
 
 def test_fluster_case_runs_or_says_why_not() -> None:
-    """Case 5 compares the WorkerPool with ProcessPoolExecutor, or reports why it cannot."""
+    """Case 5 compares the WorkerPool with ProcessPoolExecutor, then pools on each cluster
+    engine with local workers (an engine that cannot run here is reported skipped, with why),
+    or reports why it cannot run at all."""
     out = _smoke("--case", "5")
     if importlib.util.find_spec("cloudpickle") is None:
         assert "skipped: contextthreads.fluster unavailable" in out
     else:
         assert "WorkerPool no-op round trip" in out
         assert "WorkerPool throughput" in out
+        assert "local workers: time to first result" in out
+        for engine in ("Slurm", "Ray"):
+            assert f"{engine}: time to first result" in out or f"{engine} (skipped: " in out
 
 
 def test_op_by_op_rounds_alternate_variants_and_restore_gc() -> None:

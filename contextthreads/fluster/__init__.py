@@ -30,7 +30,9 @@ from ._pool_types import (
     WorkerFailedError,
     WorkerStatus,
 )
+from ._ray import RayJob, RayLauncher
 from ._resolver import ClusterResolver, FixedResolver, ResolvedEndpoint, Resolver, ResolveResult
+from ._slurm import SlurmError, SlurmJob, SlurmLauncher
 from ._stream import FrameChannel
 from ._wire import RpcAuthError, RpcConnectionError, RpcError, RpcProtocolError, RpcTimeoutError
 
@@ -53,6 +55,8 @@ __all__ = (
     "PoolBrokenError",
     "PoolShutdownError",
     "PoolStatus",
+    "RayJob",
+    "RayLauncher",
     "RemoteError",
     "RemoteTraceback",
     "ResolveResult",
@@ -63,6 +67,9 @@ __all__ = (
     "RpcError",
     "RpcProtocolError",
     "RpcTimeoutError",
+    "SlurmError",
+    "SlurmJob",
+    "SlurmLauncher",
     "WorkerDispatcher",
     "WorkerFailedError",
     "WorkerPool",

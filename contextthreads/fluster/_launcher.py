@@ -22,6 +22,7 @@ __all__ = (
     "JobLauncher",
     "LocalProcessLauncher",
     "worker_command",
+    "worker_pythonpath",
 )
 
 logger = logging.getLogger("contextthreads.fluster")
@@ -34,6 +35,19 @@ TERMINATE_GRACE = 5.0
 def worker_command(python: str | None = None) -> list[str]:
     """Return the command that runs a worker: ``python -m contextthreads.fluster.worker``."""
     return [python or sys.executable, "-m", WORKER_MODULE]
+
+
+def worker_pythonpath() -> str:
+    """Return a ``PYTHONPATH`` of this process's ``sys.path``, then its own ``PYTHONPATH``.
+
+    Workers started with it import what this process imports, so functions
+    pickled by reference resolve to the same modules (on a shared filesystem,
+    for workers on other hosts).
+    """
+    paths = [p or os.getcwd() for p in sys.path]
+    if os.environ.get("PYTHONPATH"):
+        paths.append(os.environ["PYTHONPATH"])
+    return os.pathsep.join(paths)
 
 
 class JobHandle(Protocol):
@@ -109,10 +123,7 @@ class LocalProcessLauncher:
     def launch(self, job_id: str, command: Sequence[str], env: Mapping[str, str]) -> JobHandle:
         """Start ``command`` with ``env`` over this process's environment."""
         full_env = dict(os.environ)
-        paths = [p or os.getcwd() for p in sys.path]
-        if full_env.get("PYTHONPATH"):
-            paths.append(full_env["PYTHONPATH"])
-        full_env["PYTHONPATH"] = os.pathsep.join(paths)
+        full_env["PYTHONPATH"] = worker_pythonpath()
         full_env.update(env)
         process = subprocess.Popen(list(command), env=full_env, stdin=subprocess.DEVNULL)
         logger.debug("launched job %s as pid %d", job_id, process.pid)
