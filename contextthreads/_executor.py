@@ -43,7 +43,7 @@ import sys
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, Iterator
 
-from ._bind import in_copies_of
+from ._bind import context_run, in_copies_of
 from ._patching import wrapper_chain
 
 if TYPE_CHECKING:
@@ -110,7 +110,6 @@ class _RunOnce:
 
 
 _copy_context = contextvars.copy_context
-_context_run: Callable[..., Any] = contextvars.Context.run
 _partial = functools.partial
 
 _INHERITING = bool(getattr(sys.flags, "thread_inherit_context", 0))
@@ -168,7 +167,7 @@ else:
 
     #: What install()'s work items call in place of ``Context.run``, so that our
     #: queue can tell the context install() captured from one the caller chose.
-    run_captured = _partial(_context_run)
+    run_captured = _partial(context_run)
 
     class _WorkQueue(queue.SimpleQueue):  # type: ignore[type-arg]
         """Our pool's work queue: what the stdlib's own submit() puts here runs in a copy.
@@ -191,7 +190,7 @@ else:
                     item.args = (_copy_context(), *args[1:])
                 else:
                     item.args = (_copy_context(), item.fn, *args)
-                    item.fn = _context_run
+                    item.fn = context_run
             _queue_put(self, item, block, timeout)
 
 
@@ -302,7 +301,7 @@ class ContextThreadPoolExecutor(ThreadPoolExecutor):
                     return super().submit(fn, *args, **kwargs)
                 # A subclass made the pool without our __init__: carry the
                 # copy through the wrappers, inside them.
-                return super().submit(_context_run, _copy_context(), fn, *args, **kwargs)
+                return super().submit(context_run, _copy_context(), fn, *args, **kwargs)
             # The stdlib's own submit() (identical from 3.9 to 3.13), building
             # the work item itself: a second Python call per task would cost
             # more than copying the context does (benchmarks/case_executor.py).
@@ -319,7 +318,7 @@ class ContextThreadPoolExecutor(ThreadPoolExecutor):
                 future: Future[T] = Future()
                 # Spread the arguments only when there are some, as on 3.14.
                 call = (_copy_context(), fn, *args) if args else (_copy_context(), fn)
-                _queue_put(self._work_queue, _WorkItem(future, _context_run, call, kwargs))
+                _queue_put(self._work_queue, _WorkItem(future, context_run, call, kwargs))
                 self._adjust_thread_count()
                 return future
 

@@ -28,6 +28,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
+from ._bind import context_run
 from ._executor import ContextThreadPoolExecutor, map_in
 from ._patching import (
     MISSING,
@@ -54,7 +55,6 @@ if TYPE_CHECKING:
 
     from ._patching import Make
 
-_context_run: Callable[..., Any] = contextvars.Context.run
 _partial = functools.partial
 
 
@@ -177,7 +177,7 @@ else:
                 return
             saved = own.get("_bootstrap", MISSING)
             hook = own["_invoke_excepthook"]
-            own["_bootstrap"] = _partial(_context_run, _capture(), self._bootstrap)  # type: ignore[attr-defined]
+            own["_bootstrap"] = _partial(context_run, _capture(), self._bootstrap)  # type: ignore[attr-defined]
             # The excepthook stays outside the context, as in 3.14, whose
             # _bootstrap_inner runs only self.run() in it.
             own["_contextthreads_excepthook"] = hook
@@ -234,7 +234,7 @@ if sys.version_info >= (3, 14):
         fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> tuple[Any, tuple[Any, ...], dict[str, Any]]:
         # The stock resolver's task, calling fn in a copy through Context.run.
-        return (_context_run, (_capture(), fn, *args), kwargs)
+        return (context_run, (_capture(), fn, *args), kwargs)
 
     class _ResolveInCopy:
         """``ThreadPoolExecutor._resolve_work_item_task`` while ``install()`` is in effect.
@@ -312,7 +312,7 @@ else:
             self: Any, future: Any, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
         ) -> None:
             if switch.on:
-                if fn is not _context_run and fn is not run_captured:
+                if fn is not context_run and fn is not run_captured:
                     args = (_capture(), fn, *args)
                     fn = run_captured
             else:
