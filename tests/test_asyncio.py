@@ -12,6 +12,7 @@ from typing import Awaitable, Callable
 
 import pytest
 from bounds import WAIT
+from conftest import collect_garbage
 
 from contextthreads import ContextThreadPoolExecutor
 from contextthreads._asyncio import run_in_executor, use_context_executor
@@ -189,7 +190,9 @@ def test_idle_default_workers_pin_no_task_value() -> None:
         await asyncio.get_running_loop().run_in_executor(None, lambda: None)
         return ref
 
-    assert asyncio.run(main())() is None
+    ref = asyncio.run(main())
+    collect_garbage()
+    assert ref() is None
 
 
 # --------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from typing import Any, Callable, Iterator
 import pytest
 import stdlib_state
 from bounds import LONG_WAIT, WAIT
+from conftest import collect_garbage
 
 from contextthreads import ContextThread, ContextThreadPoolExecutor
 from contextthreads import _install as install_module
@@ -262,6 +263,7 @@ def test_finished_thread_object_pins_nothing(patched: None) -> None:
     thread.join(WAIT)
     assert not thread.is_alive()
     del token, context
+    collect_garbage()
     assert ref() is None
     assert "run" not in thread.__dict__
 
@@ -404,6 +406,7 @@ def test_idle_worker_pins_no_submitter_value(patched: None) -> None:
         # One worker, FIFO: once this returns, the first task's work item is gone.
         pool.submit(lambda: None).result(timeout=WAIT)
         assert len(pool._threads) == 1
+        collect_garbage()
         assert ref() is None
 
 
@@ -412,6 +415,7 @@ def test_idle_worker_pins_nothing_under_only(ctx_only: None) -> None:
     with ThreadPoolExecutor(max_workers=1) as pool:
         ref = contextvars.Context().run(_submit_holding, pool)
         pool.submit(lambda: None).result(timeout=WAIT)
+        collect_garbage()
         assert ref() is None
 
 
@@ -438,6 +442,19 @@ def test_initializer_and_errors_keep_stdlib_behaviour(patched: None) -> None:
         with pytest.raises(KeyError, match="in-error"):
             future.result(timeout=WAIT)
     assert initialized.is_set()
+
+
+def test_any_keyword_reaches_a_plain_pools_task(patched: None) -> None:
+    """Keywords named like submit's or Context.run's own parameters reach the task, the
+    context install() captured around it."""
+
+    def task(*args: Any, **kwargs: Any) -> Any:
+        return args, kwargs, request_id.get()
+
+    kwargs = {"fn": 1, "callable": 2, "self": 3, "context": 4}
+    request_id.set("submitter")
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        assert pool.submit(task, 0, **kwargs).result(timeout=WAIT) == ((0,), kwargs, "submitter")
 
 
 @pytest.mark.skipif(not hasattr(concurrent.futures, "InterpreterPoolExecutor"), reason="3.14+ only")
