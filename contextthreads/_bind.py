@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 __all__ = ("bind", "context_run", "in_copies_of")
 
-_Context_run: Callable[..., Any] = contextvars.Context.run
+_native_run: Callable[..., Any] = contextvars.Context.run
 
 
 def _call(fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]) -> T:
@@ -26,13 +26,13 @@ def _run_passing_every_keyword(
     context: contextvars.Context, fn: Callable[..., T], /, *args: Any, **kwargs: Any
 ) -> T:
     if kwargs:
-        return _Context_run(context, _call, fn, args, kwargs)  # type: ignore[no-any-return]
-    return _Context_run(context, fn, *args)  # type: ignore[no-any-return]
+        return _native_run(context, _call, fn, args, kwargs)  # type: ignore[no-any-return]
+    return _native_run(context, fn, *args)  # type: ignore[no-any-return]
 
 
 def _run_takes_every_keyword() -> bool:
     try:
-        _Context_run(contextvars.Context(), dict, self=None, callable=None)
+        _native_run(contextvars.Context(), dict, self=None, callable=None)
     except TypeError:
         return False
     return True
@@ -43,7 +43,7 @@ def _run_takes_every_keyword() -> bool:
 #: whose ``self`` and ``callable`` would take keywords of those names, so there it is a
 #: wrapper that hands them over as a dict.
 context_run: Callable[..., Any] = (
-    _Context_run if _run_takes_every_keyword() else _run_passing_every_keyword
+    _native_run if _run_takes_every_keyword() else _run_passing_every_keyword
 )
 
 
