@@ -534,6 +534,13 @@ def worker(
 ) -> int:
     # Past the whole run's budget, stop with every thread's stack on stderr.
     faulthandler.dump_traceback_later(timeout, exit=True)
+    # A shell that starts a command in the background ignores SIGINT in it, and every
+    # process below inherits that; Python then leaves SIGINT ignored, and
+    # _thread.interrupt_main() does nothing. Tests rely on it: 3.12+'s
+    # test_print_exception_gh_102056 recurses until it interrupts itself, forever otherwise.
+    # A handler of our own is reset to the default in each child the tests start.
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     _children_get(target)
     if suite == "futures":
         _adopt_donor()
