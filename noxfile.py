@@ -13,16 +13,17 @@ run in a session of their own on one interpreter; the other sessions skip them.
 Interpreters: an environment variable naming one comes first (``CONTEXTTHREADS_PYTHON315=
 /path/to/python3.15``, ``CONTEXTTHREADS_PYTHON313T``, ``CONTEXTTHREADS_PYPY39``...), then
 ``pythonX.Y`` (``pythonX.Yt``, ``pypyX.Y``) on PATH, then ``~/.pyenv/versions``, then the
-workplace's ``../shared/tools`` scripts beside this checkout. Each one found is linked into
-``.nox/bin``, put first on PATH, where nox looks; a link whose interpreter is still there is
-used without running it, so once they are found ``nox -l`` starts none. Under CI a missing
-interpreter is an error, except 3.14t.
+workplace's ``../shared/tools`` scripts beside this checkout. Each one found gets a stand-in
+script in ``.nox/bin``, put first on PATH, where nox looks; a stand-in whose interpreter is
+still there is used without running it, so once they are found ``nox -l`` starts none. Under
+CI a missing interpreter is an error, except 3.14t.
 """
 
 from __future__ import annotations
 
 import glob
 import os
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
@@ -87,17 +88,33 @@ def _search(name: str) -> str | None:
     return found if _runs(found) else None
 
 
+def _stand_in(target: str) -> str:
+    # A script, not a symlink: a venv made through a symlink takes the link's folder for its
+    # home, where a relocated interpreter (the workplace's 3.13t) finds no standard library.
+    return f'#!/bin/sh\nexec {shlex.quote(target)} "$@"\n'
+
+
+def _stood_in(path: Path) -> str | None:
+    """Return the interpreter a stand-in made by ``_stand_in`` runs, if it is still there."""
+    try:
+        target = shlex.split(path.read_text().splitlines()[1])[1]
+    except (OSError, IndexError, ValueError):
+        return None
+    return target if os.access(target, os.X_OK) else None
+
+
 def _expose_interpreters() -> None:
     BINDIR.mkdir(parents=True, exist_ok=True)
     for name in [f"python{v}" for v in CPYTHONS + FREE_THREADED] + PYPYS:
-        link = BINDIR / name
+        stand_in = BINDIR / name
         chosen = os.environ.get(_env_name(name))
-        if not chosen and link.is_symlink() and os.access(link, os.X_OK):
+        if not chosen and not stand_in.is_symlink() and _stood_in(stand_in):
             continue  # found before, and still there
         found = chosen or _search(name)
-        if found and os.path.realpath(found) != os.path.realpath(link):
-            link.unlink(missing_ok=True)
-            link.symlink_to(os.path.abspath(found))
+        if found:
+            stand_in.unlink(missing_ok=True)
+            stand_in.write_text(_stand_in(os.path.realpath(found)))
+            stand_in.chmod(0o755)
     os.environ["PATH"] = f"{BINDIR}{os.pathsep}{os.environ['PATH']}"
 
 
