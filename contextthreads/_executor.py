@@ -1,5 +1,40 @@
 """Drop-in ``ThreadPoolExecutor`` whose tasks run in their submitter's context."""
 
+# Version map. 3.14 gave ThreadPoolExecutor a hook, prepare_context(), that the stdlib's
+# submit() calls in the submitter's thread; before it there is none, and submit() itself is
+# ours. Each branch is a whole set of methods, chosen when the class body runs: the per-task
+# path has room for no version test and no second Python call (a wrapping submit() cost more
+# than copying the context, benchmarks/case_executor.py).
+#
+#   ContextThreadPoolExecutor, 3.14+
+#     __init__(..., **ctxkwargs)  the stdlib's signature; binds the initializer
+#     prepare_context()           stock pools: _WorkerContext (below) and _resolve_in_copy;
+#                                 a subclass's own hook: its tasks wrapped in _RunOnce
+#     map()                       buffersize=: later items submitted in the map()-time copy
+#   ContextThreadPoolExecutor, 3.9-3.13
+#     __init__()                  also puts our _WorkQueue in self._work_queue
+#     submit()                    the stdlib's own submit() inlined, or, when someone wraps it,
+#                                 theirs with _WorkQueue entering the copy beneath them
+#     __init_subclass__           whether a class between ours and the stdlib's has a submit()
+#   Every version: _adjust_thread_count(), which skips the idle check of a full pool and starts
+#   workers in an empty context when threads inherit (_INHERITING).
+#   Module level: 3.14+ _WorkerContext, _resolve_in_copy, _STOCK_PREPARE_CONTEXT;
+#   before 3.14 _WorkQueue, run_captured (also for _install), _STOCK_SUBMIT, _stdlib_own.
+#
+# Stdlib privates touched: 3.14+ concurrent.futures.thread.WorkerContext and its run(task);
+# before 3.14 concurrent.futures.thread._WorkItem (fn/args), _shutdown, _global_shutdown_lock,
+# and the pool's _work_queue, _shutdown_lock, _broken, _shutdown; always the pool's _threads,
+# _max_workers, _adjust_thread_count.
+# Pinned by tests/test_executor.py (test_signatures_equal_the_stdlibs,
+# test_wrapper_of_stdlib_submit_is_still_called, test_submit_of_a_class_between_ours_*,
+# test_submit_after_interpreter_shutdown_raises_stdlib_error, test_map_buffersize_*,
+# test_a_full_pool_starts_no_more_threads_*, test_a_pool_below_its_size_starts_a_worker_*,
+# test_own_prepare_context_*), tests/test_foreign_wrappers.py
+# (test_pool_made_without_our_init_still_carries_the_context), tests/test_weakrefs.py
+# (test_failed_task_values_die_with_the_task, test_idle_worker_created_by_a_submit_pins_nothing,
+# test_future_holds_no_context) and CPython's own test_concurrent_futures in
+# tests/test_stdlib_conformance.py.
+
 from __future__ import annotations
 
 import contextvars
@@ -8,7 +43,7 @@ import sys
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, Iterator
 
-from ._bind import in_copies_of
+from ._bind import context_run, in_copies_of
 from ._patching import wrapper_chain
 
 if TYPE_CHECKING:
@@ -75,7 +110,6 @@ class _RunOnce:
 
 
 _copy_context = contextvars.copy_context
-_context_run: Callable[..., Any] = contextvars.Context.run
 _partial = functools.partial
 
 _INHERITING = bool(getattr(sys.flags, "thread_inherit_context", 0))
@@ -133,7 +167,7 @@ else:
 
     #: What install()'s work items call in place of ``Context.run``, so that our
     #: queue can tell the context install() captured from one the caller chose.
-    run_captured = _partial(_context_run)
+    run_captured = _partial(context_run)
 
     class _WorkQueue(queue.SimpleQueue):  # type: ignore[type-arg]
         """Our pool's work queue: what the stdlib's own submit() puts here runs in a copy.
@@ -156,7 +190,7 @@ else:
                     item.args = (_copy_context(), *args[1:])
                 else:
                     item.args = (_copy_context(), item.fn, *args)
-                    item.fn = _context_run
+                    item.fn = context_run
             _queue_put(self, item, block, timeout)
 
 
@@ -267,7 +301,7 @@ class ContextThreadPoolExecutor(ThreadPoolExecutor):
                     return super().submit(fn, *args, **kwargs)
                 # A subclass made the pool without our __init__: carry the
                 # copy through the wrappers, inside them.
-                return super().submit(_context_run, _copy_context(), fn, *args, **kwargs)
+                return super().submit(context_run, _copy_context(), fn, *args, **kwargs)
             # The stdlib's own submit() (identical from 3.9 to 3.13), building
             # the work item itself: a second Python call per task would cost
             # more than copying the context does (benchmarks/case_executor.py).
@@ -284,7 +318,7 @@ class ContextThreadPoolExecutor(ThreadPoolExecutor):
                 future: Future[T] = Future()
                 # Spread the arguments only when there are some, as on 3.14.
                 call = (_copy_context(), fn, *args) if args else (_copy_context(), fn)
-                _queue_put(self._work_queue, _WorkItem(future, _context_run, call, kwargs))
+                _queue_put(self._work_queue, _WorkItem(future, context_run, call, kwargs))
                 self._adjust_thread_count()
                 return future
 

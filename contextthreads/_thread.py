@@ -1,5 +1,37 @@
 """Drop-in ``threading.Thread`` and ``threading.Timer`` that carry the context."""
 
+# Version map. Which methods a class has depends on the interpreter, decided once, when the
+# class body runs: a version test inside a method would run on every thread start, and it
+# costs as much as the call it chooses (ContextThread.__init__'s inlined lines: a call alone
+# was 1.4 us of a 180 us start+join on 3.10; ContextTimer.__init__: 250 to 500 of the 2,700
+# instructions it added, callgrind). So each branch below is a whole set of methods.
+#
+#   ContextThread, 3.14+    start()             fills Thread._context with a copy (the native
+#                                               mechanism; __init__ is the stdlib's, context=)
+#                           _bootstrap_inner()  drops Thread._context once run() has ended
+#   ContextThread, 3.9-3.13 __init__()          the stdlib's signature plus context=
+#                           _bootstrap          a property the stdlib's start() reads once,
+#                                               answered with the bootstrap bound to a copy
+#                           __init_subclass__   puts _CopyBeforeBootstrap first when another
+#                                               _bootstrap precedes or follows ours in the MRO
+#                           _bootstrap_in_given_context, _bootstrap_shadowing_run
+#                                               context= given; fail as 3.14 does if entered
+#                           _adopt_context()    ContextTimer's share of __init__
+#     module level, 3.9-3.13: invoke_excepthook_outside (also for _install), _CopyBeforeBootstrap
+#   ContextTimer            __init__() per branch: 3.14 stores _context, before _adopt_context()
+#
+# Stdlib privates touched: 3.14+ Thread._context, _bootstrap_inner; before 3.14 Thread._bootstrap,
+# _bootstrap_inner, _invoke_excepthook, _started (alike from 3.9 to 3.13).
+# Pinned by tests/test_thread.py (test_sees_value_set_after_construction_but_not_after_start,
+# test_start_without_init_raises_stdlib_error, test_second_start_raises_stdlib_error,
+# test_explicit_context_already_entered_fails_like_cpython,
+# test_excepthook_runs_outside_the_threads_context, test_subclass_owning_a_context_attribute_*,
+# test_bootstrap_wrapped_elsewhere_*, test_subclass_overriding_bootstrap_*,
+# test_bootstrap_patched_on_thread_itself_still_runs, test_instance_run_attribute_is_kept),
+# tests/test_timer.py (test_signature_is_the_stdlibs_plus_context), tests/test_weakrefs.py
+# (test_*_values_die_with_the_thread) and CPython's own test_threading in
+# tests/test_stdlib_conformance.py. Speed: benchmarks/case_thread.py.
+
 from __future__ import annotations
 
 import contextvars
