@@ -1,0 +1,200 @@
+"""Run the pool and thread benchmarks under every interpreter found; print the README's tables.
+
+Usage: ``python benchmarks/matrix.py [--smoke] [--case N ...] [--python PATH ...]``.
+
+Runs ``run.py --json`` with cases 1, 2 and 7 (``--case`` picks others) under
+CPython 3.9 to 3.15 and free-threaded 3.13t, one interpreter after another,
+with this checkout first on ``PYTHONPATH``: nothing to install, since the
+cases need only contextthreads (the OpenTelemetry row, which needs
+``opentelemetry-instrumentation-threading``, reads "skipped" where it is
+missing). Each interpreter is found as ``run.py``'s own by
+``$CONTEXTTHREADS_PYTHON<VERSION>`` (``CONTEXTTHREADS_PYTHON313T``), then
+``pythonX.Y`` on ``PATH``, then ``~/.pyenv/versions``, then the workplace's
+``../shared/tools/pythonX.Y --where``; ``--python`` names them instead. One
+that is not found is listed as missing. About a minute per interpreter.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+VERSIONS = ["3.9", "3.10", "3.11", "3.12", "3.13", "3.13t", "3.14", "3.15"]
+CASES = [1, 2, 7]
+OURS = "ContextThreadPoolExecutor"
+#: What a candidate interpreter says it is: "3.13t" for a free-threaded 3.13.
+_PROBE = (
+    "import sys, sysconfig; free = sysconfig.get_config_var('Py_GIL_DISABLED'); "
+    "print('%d.%d%s' % (*sys.version_info[:2], 't' if free else ''), "
+    "sys.implementation.name)"
+)
+
+
+def _probe(path: str) -> str | None:
+    try:
+        out = subprocess.run(
+            [path, "-c", _PROBE], capture_output=True, text=True, timeout=300, check=True
+        ).stdout.split()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out[0] if out[1:] == ["cpython"] else None
+
+
+def find(version: str) -> str | None:
+    """Return a CPython ``version`` ("3.13t": free-threaded) found on this machine, or None."""
+    candidates = [os.environ.get(f"CONTEXTTHREADS_PYTHON{version.replace('.', '').upper()}")]
+    candidates.append(shutil.which(f"python{version}"))
+    plain = version.rstrip("t")
+    candidates += sorted(
+        glob.glob(os.path.expanduser(f"~/.pyenv/versions/{plain}.*/bin/python{version}")),
+        reverse=True,
+    )
+    tool = ROOT.parent / "shared" / "tools" / f"python{version}"
+    if tool.exists():
+        where = subprocess.run(
+            ["bash", str(tool), "--where"], capture_output=True, text=True, check=False
+        )
+        candidates.append(where.stdout.strip() or None)
+    return next((c for c in candidates if c and _probe(c) == version), None)
+
+
+def run_one(python: str, cases: list[int], smoke: bool) -> dict[str, Any]:
+    """Run ``run.py --json`` for ``cases`` under ``python``; return what it printed."""
+    command = [python, str(HERE / "run.py"), "--json"]
+    for case in cases:
+        command += ["--case", str(case)]
+    if smoke:
+        command.append("--smoke")
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    out = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=True, env=env).stdout
+    found: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    return found
+
+
+def _cell(row: dict[str, Any] | None) -> str:
+    if row is None or row["ratio"] != row["ratio"]:
+        return "n/a"
+    cell = f"{row['ratio']:.3f}x"
+    target = row["target"]
+    if target:
+        limit = float(target.strip("<=x "))
+        if row["ratio"] > limit:
+            cell += " (missed)"
+    return cell
+
+
+def _label(row: dict[str, Any]) -> str:
+    shape = row["case"].split(": ", 1)[-1]
+    return shape if row["variant"] == OURS else f"{shape}: {row['variant']}"
+
+
+#: The thread rows: (label in the table, the run.py row's variant and baseline).
+THREAD_ROWS = [
+    ("`ContextThread` vs `Thread`", "ContextThread", "threading.Thread"),
+    (
+        "the floor vs `Thread`",
+        "the floor: + the new thread entering a copy taken there",
+        "threading.Thread",
+    ),
+    (
+        "`ContextThread` vs the floor",
+        "ContextThread",
+        "the floor: + the new thread entering a copy taken there",
+    ),
+    ("`ContextTimer` vs `Timer`", "ContextTimer", "threading.Timer"),
+    ("the floor on `Timer` vs `Timer`", "the floor on threading.Timer", "threading.Timer"),
+    ("`ContextTimer` vs the floor on `Timer`", "ContextTimer", "the floor on threading.Timer"),
+]
+
+
+def tables(results: dict[str, dict[str, Any]]) -> str:
+    """Return the Markdown tables for ``results`` (interpreter label -> run.py's JSON)."""
+    labels = list(results)
+    header = "| {} | " + " | ".join(labels) + " |\n|---|" + "---|" * len(labels)
+    by_label: dict[str, dict[str, dict[str, Any]]] = {}
+    order: list[str] = []
+    for label, found in results.items():
+        for row in found["rows"]:
+            if row["case"].startswith("1.") and row["variant"] != row["baseline"]:
+                key = _label(row)
+                if key not in by_label:
+                    by_label[key] = {}
+                    order.append(key)
+                by_label[key][label] = row
+    lines = [header.format("`ContextThreadPoolExecutor` vs the stdlib's pool")]
+    for key in order:
+        lines.append(f"| {key} | " + " | ".join(_cell(by_label[key].get(x)) for x in labels) + " |")
+    lines.append("")
+    lines.append(header.format("start + join"))
+    for title, variant, baseline in THREAD_ROWS:
+        cells = []
+        for label in labels:
+            match = [
+                row
+                for row in results[label]["rows"]
+                if row["variant"] == variant and row["baseline"] == baseline
+            ]
+            cells.append(_cell(match[0] if match else None))
+        lines.append(f"| {title} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes: check, don't measure")
+    parser.add_argument("--case", type=int, action="append", help="cases (default: 1, 2, 7)")
+    parser.add_argument(
+        "--python", action="append", help="run under these interpreters instead of finding them"
+    )
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    pythons = {path: path for path in args.python} if args.python else None
+    if pythons is None:
+        found = {version: find(version) for version in VERSIONS}
+        missing = [version for version, path in found.items() if path is None]
+        pythons = {version: path for version, path in found.items() if path}
+    else:
+        missing = []
+    results: dict[str, dict[str, Any]] = {}
+    for name, path in pythons.items():
+        print(f"{name}: {path} ...", file=sys.stderr, flush=True)
+        found_one = run_one(path, args.case or CASES, args.smoke)
+        results[found_one["version"]] = found_one
+        print(f"{name}: {found_one['seconds']:.0f} s", file=sys.stderr, flush=True)
+    took = time.perf_counter() - started
+    hardware = sorted({found_one["hardware"] for found_one in results.values()})
+    smoke = " (smoke: numbers mean nothing)" if args.smoke else ""
+    print(f"# contextthreads benchmark matrix{smoke}")
+    print()
+    interpreters = ", ".join(found_one["interpreter"] for found_one in results.values())
+    print(
+        f"Started {when} on {'; '.join(hardware)}; {interpreters}; "
+        f"{took / 60:.1f} minutes in all."
+        + (f" Not found: {', '.join(missing)}." if missing else "")
+    )
+    print()
+    print(tables(results))
+    print()
+    print(
+        "Targets: pool tasks at most 1.03x in every shape, below 1x where the pool is full; "
+        "start+join before 3.14 within half a percentage point of the floor (1.005x against "
+        "it), from 3.14 at most 1.02x. Pool rounds run with the GC on, from a fresh collection; "
+        "start+join op by op, the median of adjacent pairs."
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
