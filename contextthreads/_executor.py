@@ -149,7 +149,7 @@ else:
         no empty keyword dict, which makes room for the context itself.
         """
 
-        __slots__ = ("future", "fn", "args", "kwargs", "context")
+        __slots__ = ("args", "context", "fn", "future", "kwargs")
 
         def __init__(
             self,
