@@ -6,9 +6,11 @@ order alternates between rounds so neither always goes first), and each
 variant's time is divided by the baseline's in that same round. Operations
 long enough to time singly (a thread's start and join) alternate op by op
 instead, and each op is divided by the baseline op beside it: the median of
-tens of thousands of such pairs moves by about 0.2% between runs, where the
-median of a few hundred per-round ratios moved by 1%. The table reports the
-median of the ratios and their interquartile range.
+ten thousand such pairs moves by a few tenths of a percent between runs, where
+the median of a few hundred per-round ratios moved by 1%. Those ops are timed in
+the process's CPU time (all its threads), which leaves out the wait for a new
+thread to be scheduled; their wall-time ratio is reported beside. The table
+reports the median of the ratios and their interquartile range.
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ class Row:
     target: str = ""
     note: str = ""
     rounds: int = 0
+    #: For ops timed by the process's CPU time: the same median ratio in wall time.
+    wall_ratio: float = float("nan")
 
     def verdict(self) -> str:
         if not self.target or self.ratio != self.ratio:
@@ -113,27 +117,28 @@ def interleave_ops(
     rounds: int,
     warmup: int = 2,
 ) -> dict[str, list[float]]:
-    """Like ``interleave``, but alternate the variants op by op; return every op's time.
+    """Like ``interleave``, but alternate the variants op by op; return every op's times.
 
     For operations long enough to time one by one (a thread's start and join):
     each op of one variant runs next to an op of the other, so the machine's
-    state changes far less between the two than over a whole round. The i-th
-    time of every variant comes from the same step, side by side.
+    state changes far less between the two than over a whole round. Each op
+    gives (wall time, the process's CPU time in all its threads); the i-th of
+    every variant comes from the same step, side by side.
     """
     names = list(ops_variants)
-    times: dict[str, list[float]] = {name: [] for name in names}
-    clock = time.perf_counter
+    times: dict[str, list[tuple[float, float]]] = {name: [] for name in names}
+    wall, cpu = time.perf_counter, time.process_time
     for r in range(warmup + rounds):
         with _gc_held_off():
             for i in range(ops):
                 order = names if (r + i) % 2 == 0 else names[::-1]
                 for name in order:
                     op = ops_variants[name]
-                    start = clock()
+                    started, used = wall(), cpu()
                     op()
-                    elapsed = clock() - start
+                    used, elapsed = cpu() - used, wall() - started
                     if r >= warmup:
-                        times[name].append(elapsed)
+                        times[name].append((elapsed, used))
     return times
 
 
@@ -147,19 +152,24 @@ def compare_ops(
 ) -> list[Row]:
     """Time two ops side by side, op by op; return the baseline's row and the other's.
 
-    The ratio is the median over steps of (the op's time / the baseline op's
-    beside it), and per op the median op time.
+    The ratio is the median over steps of (the op's CPU time / the baseline
+    op's beside it), and ``wall_ratio`` the same in wall time; per op, the
+    median wall time. CPU time leaves out the wait for a new thread to be
+    scheduled, which load on a shared machine lengthens at random: the
+    ratios of single ops then spread 0.8x to 1.25x in wall time, against
+    0.98x to 1.02x in CPU time.
     """
     times = interleave_ops(ops_variants, ops, rounds)
     base = times[baseline]
-    note = "op by op, pairs"
-    rows = [_row(case, baseline, baseline, base, [1.0] * len(base), 1, "")]
+    rows = []
     for name, ts in times.items():
-        if name != baseline:
-            ratios = [t / b for t, b in zip(ts, base)]
-            rows.append(_row(case, name, baseline, ts, ratios, 1, (targets or {}).get(name, "")))
-    for row in rows:
-        row.note = note
+        ratios = [used / base_used for (_, used), (_, base_used) in zip(ts, base) if base_used]
+        wall = [elapsed / base_elapsed for (elapsed, _), (base_elapsed, _) in zip(ts, base)]
+        target = (targets or {}).get(name, "")
+        row = _row(case, name, baseline, [elapsed for elapsed, _ in ts], ratios, 1, target)
+        row.wall_ratio = statistics.median(wall)
+        row.note = "op by op, process CPU time"
+        rows.append(row)
     return rows
 
 
@@ -257,7 +267,10 @@ def format_table(rows: Sequence[Row]) -> str:
             iqr = f"{row.q1:.3f}-{row.q3:.3f}"
         target = f"{row.target} {row.verdict()}".strip()
         per_op = f"{row.per_op_us:.2f}" if row.per_op_us == row.per_op_us else ""
-        unit = f" ({row.note})" if row.note else ""
+        note = row.note
+        if row.variant != row.baseline and row.wall_ratio == row.wall_ratio:
+            note += f"; wall time {row.wall_ratio:.3f}x"
+        unit = f" ({note})" if note else ""
         lines.append(
             f"| {row.case} | {row.variant}{unit} | {row.baseline} | {ratio} | {iqr} "
             f"| {row.rounds or ''} | {per_op} | {target} |"

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import gc
+import statistics
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -95,16 +97,38 @@ def _submitting(
     return variant
 
 
-def _burst(pool: type[ThreadPoolExecutor]) -> Variant:
+class _Collections:
+    """A ``gc.callbacks`` entry: count the collections, and the full ones, of each round."""
+
+    def __init__(self) -> None:
+        self.rounds: list[tuple[int, int]] = []
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            young, full = self.rounds[-1]
+            self.rounds[-1] = (young + 1, full + (info["generation"] == 2))
+
+    def note(self) -> str:
+        young = statistics.median(young for young, _ in self.rounds)
+        full = statistics.median(full for _, full in self.rounds)
+        return f"GC per burst: {young:.0f} collections, {full:.0f} full"
+
+
+def _burst(pool: type[ThreadPoolExecutor], collections: _Collections) -> Variant:
     """Return a variant: a fresh pool, ``n`` no-ops, every result, shutdown."""
 
     def variant(n: int) -> float:
         def body() -> None:
-            ex = pool(WORKERS)
-            futures = [ex.submit(noop) for _ in range(n)]
-            for f in futures:
-                f.result(WAIT)
-            ex.shutdown()
+            collections.rounds.append((0, 0))
+            gc.callbacks.append(collections)
+            try:
+                ex = pool(WORKERS)
+                futures = [ex.submit(noop) for _ in range(n)]
+                for f in futures:
+                    f.result(WAIT)
+                ex.shutdown()
+            finally:
+                gc.callbacks.remove(collections)
 
         return timed(body, gc_on=True)
 
@@ -211,8 +235,12 @@ def run(ops: int, rounds: int, burst: int, burst_rounds: int) -> list[Row]:
             shape(name, _submitting(stdlib, submit), {OURS: _submitting(ours, submit)}, ops, rounds)
 
         for n, r in [(ops, rounds), (burst, burst_rounds)]:
-            bursts = {OURS: _burst(ContextThreadPoolExecutor)}
-            shape(f"burst of {n:,} into a fresh pool", _burst(ThreadPoolExecutor), bursts, n, r)
+            # How many collections, and full ones, each side's bursts met.
+            theirs, ours_gc = _Collections(), _Collections()
+            bursts = {OURS: _burst(ContextThreadPoolExecutor, ours_gc)}
+            base = _burst(ThreadPoolExecutor, theirs)
+            shape(f"burst of {n:,} into a fresh pool", base, bursts, n, r)
+            rows[-2].note, rows[-1].note = theirs.note(), ours_gc.note()
 
         submitters = [_Submitters(stdlib), _Submitters(ours)]
         for each in submitters:

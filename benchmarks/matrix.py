@@ -20,6 +20,7 @@ import argparse
 import glob
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -32,6 +33,8 @@ ROOT = HERE.parent
 VERSIONS = ["3.9", "3.10", "3.11", "3.12", "3.13", "3.13t", "3.14", "3.15"]
 CASES = [1, 2, 7]
 OURS = "ContextThreadPoolExecutor"
+FLOOR = "the floor: + the new thread entering a copy taken there"
+TIMER_FLOOR = "the floor on threading.Timer"
 #: What a candidate interpreter says it is: "3.13t" for a free-threaded 3.13.
 _PROBE = (
     "import sys, sysconfig; free = sysconfig.get_config_var('Py_GIL_DISABLED'); "
@@ -86,12 +89,16 @@ def _cell(row: dict[str, Any] | None) -> str:
     if row is None or row["ratio"] != row["ratio"]:
         return "n/a"
     cell = f"{row['ratio']:.3f}x"
-    target = row["target"]
-    if target:
-        limit = float(target.strip("<=x "))
-        if row["ratio"] > limit:
-            cell += " (missed)"
+    if row["target"] and row["ratio"] > float(row["target"].strip("<=x ")):
+        cell = f"**{cell}** missed"
+    if row["wall_ratio"] == row["wall_ratio"]:
+        cell += f" ({row['wall_ratio']:.3f}x)"
     return cell
+
+
+def _full_collections(rows: list[dict[str, Any]]) -> str:
+    found = [re.search(r"(\d+) full", row["note"]) for row in rows]
+    return " / ".join(match.group(1) if match else "?" for match in found)
 
 
 def _label(row: dict[str, Any]) -> str:
@@ -102,19 +109,18 @@ def _label(row: dict[str, Any]) -> str:
 #: The thread rows: (label in the table, the run.py row's variant and baseline).
 THREAD_ROWS = [
     ("`ContextThread` vs `Thread`", "ContextThread", "threading.Thread"),
+    ("an empty `Thread` subclass vs `Thread`", "an empty Thread subclass", "threading.Thread"),
+    ("+ an `__init__` taking `context=`", "+ an __init__ taking context=", "threading.Thread"),
     (
-        "the floor vs `Thread`",
-        "the floor: + the new thread entering a copy taken there",
+        "+ a `_bootstrap` property read by `start()` (no context)",
+        "+ a _bootstrap property read by start() (no context)",
         "threading.Thread",
     ),
-    (
-        "`ContextThread` vs the floor",
-        "ContextThread",
-        "the floor: + the new thread entering a copy taken there",
-    ),
+    ("+ the new thread entering a copy taken there: the floor", FLOOR, "threading.Thread"),
+    ("`ContextThread` vs the floor", "ContextThread", FLOOR),
     ("`ContextTimer` vs `Timer`", "ContextTimer", "threading.Timer"),
-    ("the floor on `Timer` vs `Timer`", "the floor on threading.Timer", "threading.Timer"),
-    ("`ContextTimer` vs the floor on `Timer`", "ContextTimer", "the floor on threading.Timer"),
+    ("the floor on `Timer` vs `Timer`", TIMER_FLOOR, "threading.Timer"),
+    ("`ContextTimer` vs the floor on `Timer`", "ContextTimer", TIMER_FLOOR),
 ]
 
 
@@ -133,8 +139,17 @@ def tables(results: dict[str, dict[str, Any]]) -> str:
                     order.append(key)
                 by_label[key][label] = row
     lines = [header.format("`ContextThreadPoolExecutor` vs the stdlib's pool")]
+    bursts: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    for label, found in results.items():
+        for row in found["rows"]:
+            if "burst of" in row["case"]:
+                key = row["case"].split(": ", 1)[-1]
+                bursts.setdefault(key, {}).setdefault(label, []).append(row)
     for key in order:
         lines.append(f"| {key} | " + " | ".join(_cell(by_label[key].get(x)) for x in labels) + " |")
+    for key, each in bursts.items():
+        cells = [_full_collections(each.get(label, [])) for label in labels]
+        lines.append(f"| {key}: full GCs per burst, stdlib / ours | " + " | ".join(cells) + " |")
     lines.append("")
     lines.append(header.format("start + join"))
     for title, variant, baseline in THREAD_ROWS:
@@ -191,7 +206,8 @@ def main(argv: list[str] | None = None) -> int:
         "Targets: pool tasks at most 1.03x in every shape, below 1x where the pool is full; "
         "start+join before 3.14 within half a percentage point of the floor (1.005x against "
         "it), from 3.14 at most 1.02x. Pool rounds run with the GC on, from a fresh collection; "
-        "start+join op by op, the median of adjacent pairs."
+        "start+join op by op, the median over pairs side by side of the process's CPU time "
+        "(in brackets, of wall time)."
     )
     return 0
 
