@@ -2,7 +2,7 @@
 
 Usage: ``python benchmarks/matrix.py [--smoke] [--case N ...] [--python PATH ...]``.
 
-Runs ``run.py --json`` with cases 1, 2 and 7 (``--case`` picks others) under
+Runs ``run.py --json`` with cases 1 to 4 and 7 (``--case`` picks others) under
 CPython 3.9 to 3.15 and free-threaded 3.13t, one interpreter after another,
 with this checkout first on ``PYTHONPATH``: nothing to install, since the
 cases need only contextthreads (the OpenTelemetry row, which needs
@@ -31,7 +31,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 VERSIONS = ["3.9", "3.10", "3.11", "3.12", "3.13", "3.13t", "3.14", "3.15"]
-CASES = [1, 2, 7]
+CASES = [1, 2, 3, 4, 7]
 OURS = "ContextThreadPoolExecutor"
 FLOOR = "the floor: + the new thread entering a copy taken there"
 TIMER_FLOOR = "the floor on threading.Timer"
@@ -96,9 +96,9 @@ def _cell(row: dict[str, Any] | None) -> str:
     return cell
 
 
-def _full_collections(rows: list[dict[str, Any]]) -> str:
-    found = [re.search(r"(\d+) full", row["note"]) for row in rows]
-    return " / ".join(match.group(1) if match else "?" for match in found)
+def _full(row: dict[str, Any]) -> str:
+    match = re.search(r"(\d+) full", row["note"])
+    return match.group(1) if match else "?"
 
 
 def _label(row: dict[str, Any]) -> str:
@@ -124,51 +124,50 @@ THREAD_ROWS = [
 ]
 
 
+def _grid(title: str, labels: list[str], grid: dict[str, dict[str, str]]) -> list[str]:
+    lines = [f"| {title} | " + " | ".join(labels) + " |", "|---|" + "---|" * len(labels)]
+    for key, cells in grid.items():
+        lines.append(f"| {key} | " + " | ".join(cells.get(x, "n/a") for x in labels) + " |")
+    return lines
+
+
 def tables(results: dict[str, dict[str, Any]]) -> str:
     """Return the Markdown tables for ``results`` (interpreter label -> run.py's JSON)."""
     labels = list(results)
-    header = "| {} | " + " | ".join(labels) + " |\n|---|" + "---|" * len(labels)
-    by_label: dict[str, dict[str, dict[str, Any]]] = {}
-    order: list[str] = []
+    pool: dict[str, dict[str, str]] = {}
+    collections: dict[str, dict[str, str]] = {}
+    other: dict[str, dict[str, str]] = {}
+    threads: dict[str, dict[str, str]] = {title: {} for title, _, _ in THREAD_ROWS}
     for label, found in results.items():
         for row in found["rows"]:
-            if row["case"].startswith("1.") and row["variant"] != row["baseline"]:
-                key = _label(row)
-                if key not in by_label:
-                    by_label[key] = {}
-                    order.append(key)
-                by_label[key][label] = row
-    lines = [header.format("`ContextThreadPoolExecutor` vs the stdlib's pool")]
-    bursts: dict[str, dict[str, list[dict[str, Any]]]] = {}
-    for label, found in results.items():
-        for row in found["rows"]:
-            if "burst of" in row["case"]:
-                key = row["case"].split(": ", 1)[-1]
-                bursts.setdefault(key, {}).setdefault(label, []).append(row)
-    for key in order:
-        lines.append(f"| {key} | " + " | ".join(_cell(by_label[key].get(x)) for x in labels) + " |")
-    for key, each in bursts.items():
-        cells = [_full_collections(each.get(label, [])) for label in labels]
-        lines.append(f"| {key}: full GCs per burst, stdlib / ours | " + " | ".join(cells) + " |")
-    lines.append("")
-    lines.append(header.format("start + join"))
-    for title, variant, baseline in THREAD_ROWS:
-        cells = []
-        for label in labels:
-            match = [
-                row
-                for row in results[label]["rows"]
-                if row["variant"] == variant and row["baseline"] == baseline
-            ]
-            cells.append(_cell(match[0] if match else None))
-        lines.append(f"| {title} | " + " | ".join(cells) + " |")
+            shape = row["case"].split(": ", 1)[-1]
+            ours = row["variant"] != row["baseline"]
+            if row["case"].startswith("1.") and "burst of" in shape:
+                key = f"{shape}: full GCs per burst, stdlib / ours"
+                seen = collections.setdefault(key, {})
+                seen[label] = " / ".join(filter(None, [seen.get(label), _full(row)]))
+            if row["case"].startswith("1.") and ours:
+                pool.setdefault(_label(row), {})[label] = _cell(row)
+            elif row["case"][:2] in ("3.", "4.") and ours:
+                what = row["note"].split(",")[0] if row["note"] else ""
+                key = f"{row['case']}: {row['variant']}" + (f", {what}" if what else "")
+                other.setdefault(key, {})[label] = _cell(row)
+            for title, variant, baseline in THREAD_ROWS:
+                if (row["variant"], row["baseline"]) == (variant, baseline):
+                    threads[title][label] = _cell(row)
+    lines = _grid(
+        "`ContextThreadPoolExecutor` vs the stdlib's pool", labels, {**pool, **collections}
+    )
+    lines += ["", *_grid("start + join", labels, threads)]
+    if other:
+        lines += ["", *_grid("`map()` memory, `bind()`", labels, other)]
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: check, don't measure")
-    parser.add_argument("--case", type=int, action="append", help="cases (default: 1, 2, 7)")
+    parser.add_argument("--case", type=int, action="append", help="cases (default: 1-4, 7)")
     parser.add_argument(
         "--python", action="append", help="run under these interpreters instead of finding them"
     )

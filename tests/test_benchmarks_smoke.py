@@ -58,7 +58,7 @@ def _smoke(*case: str) -> str:
             "7",
             [
                 "the floor on threading.Timer",
-                "| ContextTimer (op by op, pairs) | the floor on threading.Timer |",
+                "| ContextTimer (op by op, process CPU time; wall time ",
             ]
             if sys.version_info < (3, 14)
             else ["3.13 or older"],
