@@ -89,7 +89,7 @@ if sys.version_info >= (3, 14):
         fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> tuple[contextvars.Context, Any, tuple[Any, ...], dict[str, Any] | None]:
         # An empty keyword dict is let go: a queued task then keeps as many
-        # objects as the stdlib's, the copy included (see _ContextWorkItem).
+        # objects as the stdlib's, the copy included (README: Benchmarks).
         return (_copy_context(), fn, args, kwargs or None)
 
     class _WorkerContext(WorkerContext):
@@ -138,7 +138,7 @@ else:
     run_captured = _partial(_context_run)
 
     class _ContextWorkItem:
-        """What our own submit() queues: the stdlib's work item, carrying a context of its own.
+        """What our own submit() queues: a work item like the stdlib's, running in its context.
 
         Runs once, on one worker; needs no locking. The worker needs only
         ``future`` and ``run()``. In a burst every queued item lives through
@@ -318,11 +318,8 @@ class ContextThreadPoolExecutor(ThreadPoolExecutor):
                 # copy through the wrappers, inside them.
                 return super().submit(_context_run, _copy_context(), fn, *args, **kwargs)
             # The stdlib's own submit() (identical from 3.9 to 3.13), building
-            # the work item itself: a second Python call per task would cost
-            # more than copying the context does (benchmarks/case_executor.py).
-            # Before 3.14 the work item calls self.fn(*self.args) with no local
-            # of its own, so a traceback does not pin the context; an unbound
-            # Context.run saves allocating a bound method per task.
+            # a work item of ours itself: a second Python call per task would
+            # cost more than copying the context does (benchmarks/case_executor.py).
             with self._shutdown_lock, _stdlib_thread._global_shutdown_lock:
                 if self._broken:
                     raise _stdlib_thread.BrokenThreadPool(self._broken)
