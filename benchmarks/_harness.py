@@ -116,7 +116,7 @@ def interleave_ops(
     ops: int,
     rounds: int,
     warmup: int = 2,
-) -> dict[str, list[float]]:
+) -> dict[str, list[tuple[float, float]]]:
     """Like ``interleave``, but alternate the variants op by op; return every op's times.
 
     For operations long enough to time one by one (a thread's start and join):

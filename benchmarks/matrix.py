@@ -1,4 +1,4 @@
-"""Run the pool and thread benchmarks under every interpreter found; print the README's tables.
+"""Run the benchmarks under every interpreter found; print the README's tables.
 
 Usage: ``python benchmarks/matrix.py [--smoke] [--case N ...] [--python PATH ...]``.
 
@@ -6,12 +6,13 @@ Runs ``run.py --json`` with cases 1 to 4 and 7 (``--case`` picks others) under
 CPython 3.9 to 3.15 and free-threaded 3.13t, one interpreter after another,
 with this checkout first on ``PYTHONPATH``: nothing to install, since the
 cases need only contextthreads (the OpenTelemetry row, which needs
-``opentelemetry-instrumentation-threading``, reads "skipped" where it is
-missing). Each interpreter is found as ``run.py``'s own by
-``$CONTEXTTHREADS_PYTHON<VERSION>`` (``CONTEXTTHREADS_PYTHON313T``), then
-``pythonX.Y`` on ``PATH``, then ``~/.pyenv/versions``, then the workplace's
+``opentelemetry-instrumentation-threading``, reads "n/a" where it is
+missing). Each interpreter is found by ``$CONTEXTTHREADS_PYTHON<VERSION>``
+(``CONTEXTTHREADS_PYTHON313T`` for 3.13t), then as ``pythonX.Y`` on ``PATH``,
+then under ``~/.pyenv/versions``, then by the workplace's
 ``../shared/tools/pythonX.Y --where``; ``--python`` names them instead. One
-that is not found is listed as missing. About a minute per interpreter.
+that is not found, or whose run fails, is named under the tables. About a
+minute per interpreter.
 """
 
 from __future__ import annotations
@@ -30,11 +31,14 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+sys.path[:0] = [str(HERE), str(ROOT)]
+
+from _harness import Row  # noqa: E402
+from case_thread_floor import BASELINE, FLOOR, PIECES, TIMER_FLOOR  # noqa: E402
+
 VERSIONS = ["3.9", "3.10", "3.11", "3.12", "3.13", "3.13t", "3.14", "3.15"]
 CASES = [1, 2, 3, 4, 7]
 OURS = "ContextThreadPoolExecutor"
-FLOOR = "the floor: + the new thread entering a copy taken there"
-TIMER_FLOOR = "the floor on threading.Timer"
 #: What a candidate interpreter says it is: "3.13t" for a free-threaded 3.13.
 _PROBE = (
     "import sys, sysconfig; free = sysconfig.get_config_var('Py_GIL_DISABLED'); "
@@ -89,7 +93,7 @@ def _cell(row: dict[str, Any] | None) -> str:
     if row is None or row["ratio"] != row["ratio"]:
         return "n/a"
     cell = f"{row['ratio']:.3f}x"
-    if row["target"] and row["ratio"] > float(row["target"].strip("<=x ")):
+    if Row(**row).verdict() == "MISSED":
         cell = f"**{cell}** missed"
     if row["wall_ratio"] == row["wall_ratio"]:
         cell += f" ({row['wall_ratio']:.3f}x)"
@@ -108,15 +112,11 @@ def _label(row: dict[str, Any]) -> str:
 
 #: The thread rows: (label in the table, the run.py row's variant and baseline).
 THREAD_ROWS = [
-    ("`ContextThread` vs `Thread`", "ContextThread", "threading.Thread"),
-    ("an empty `Thread` subclass vs `Thread`", "an empty Thread subclass", "threading.Thread"),
-    ("+ an `__init__` taking `context=`", "+ an __init__ taking context=", "threading.Thread"),
-    (
-        "+ a `_bootstrap` property read by `start()` (no context)",
-        "+ a _bootstrap property read by start() (no context)",
-        "threading.Thread",
+    ("`ContextThread` vs `Thread`", "ContextThread", BASELINE),
+    *(
+        (f"{piece} vs `Thread`" if i == 0 else piece, piece, BASELINE)
+        for i, piece in enumerate(PIECES)
     ),
-    ("+ the new thread entering a copy taken there: the floor", FLOOR, "threading.Thread"),
     ("`ContextThread` vs the floor", "ContextThread", FLOOR),
     ("`ContextTimer` vs `Timer`", "ContextTimer", "threading.Timer"),
     ("the floor on `Timer` vs `Timer`", TIMER_FLOOR, "threading.Timer"),
@@ -182,9 +182,16 @@ def main(argv: list[str] | None = None) -> int:
     else:
         missing = []
     results: dict[str, dict[str, Any]] = {}
+    failed = 0
     for name, path in pythons.items():
         print(f"{name}: {path} ...", file=sys.stderr, flush=True)
-        found_one = run_one(path, args.case or CASES, args.smoke)
+        try:
+            found_one = run_one(path, args.case or CASES, args.smoke)
+        except (OSError, subprocess.CalledProcessError, ValueError) as error:
+            # One interpreter's failure (its stderr is above) leaves the others' tables.
+            missing.append(f"{name} (failed: {error})")
+            failed += 1
+            continue
         results[found_one["version"]] = found_one
         print(f"{name}: {found_one['seconds']:.0f} s", file=sys.stderr, flush=True)
     took = time.perf_counter() - started
@@ -195,8 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     interpreters = ", ".join(found_one["interpreter"] for found_one in results.values())
     print(
         f"Started {when} on {'; '.join(hardware)}; {interpreters}; "
-        f"{took / 60:.1f} minutes in all."
-        + (f" Not found: {', '.join(missing)}." if missing else "")
+        f"{took / 60:.1f} minutes in all." + (f" Not run: {', '.join(missing)}." if missing else "")
     )
     print()
     print(tables(results))
@@ -208,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
         "start+join op by op, the median over pairs side by side of the process's CPU time "
         "(in brackets, of wall time)."
     )
-    return 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
