@@ -121,8 +121,10 @@ if sys.version_info >= (3, 14):
 
     def _resolve_in_copy(
         fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> tuple[contextvars.Context, Any, tuple[Any, ...], dict[str, Any]]:
-        return (_copy_context(), fn, args, kwargs)
+    ) -> tuple[contextvars.Context, Any, tuple[Any, ...], dict[str, Any] | None]:
+        # An empty keyword dict is let go: a queued task then keeps as many
+        # objects as the stdlib's, the copy included (README: Benchmarks).
+        return (_copy_context(), fn, args, kwargs or None)
 
     class _WorkerContext(WorkerContext):
         """The stdlib's worker context, running each task in the context resolved with it.
@@ -168,6 +170,55 @@ else:
     #: What install()'s work items call in place of ``Context.run``, so that our
     #: queue can tell the context install() captured from one the caller chose.
     run_captured = _partial(context_run)
+
+    class _ContextWorkItem:
+        """What our own submit() queues: a work item like the stdlib's, running in its context.
+
+        Runs once, on one worker; needs no locking. The worker needs only
+        ``future`` and ``run()``. In a burst every queued item lives through
+        the collections it spans, and each object it keeps brings the next
+        full collection closer (see the README's Benchmarks), so it keeps no
+        more than the stdlib's ``_WorkItem``: slots (no instance dict before
+        3.11), the context beside the call rather than in a tuple with it, and
+        no empty keyword dict, which makes room for the context itself.
+        """
+
+        __slots__ = ("args", "context", "fn", "future", "kwargs")
+
+        def __init__(
+            self,
+            future: Future[Any],
+            fn: Callable[..., Any],
+            args: tuple[Any, ...],
+            kwargs: dict[str, Any] | None,
+            context: contextvars.Context,
+        ) -> None:
+            self.future = future
+            self.fn = fn
+            self.args = args
+            self.kwargs = kwargs
+            self.context = context
+
+        def run(self) -> None:
+            if not self.future.set_running_or_notify_cancel():
+                return
+            try:
+                # No local holds the context: a failed task's traceback keeps
+                # this frame, for as long as its future holds the exception.
+                if self.kwargs is not None:
+                    # context_run: on PyPy, Context.run's own parameter names
+                    # would take keywords named self or callable.
+                    result = context_run(self.context, self.fn, *self.args, **self.kwargs)
+                elif self.args:
+                    result = self.context.run(self.fn, *self.args)
+                else:
+                    result = self.context.run(self.fn)
+            except BaseException as exc:
+                self.future.set_exception(exc)
+                # Nor this item, as in the stdlib's: no cycle through the traceback.
+                self = None  # type: ignore[assignment]
+            else:
+                self.future.set_result(result)
 
     class _WorkQueue(queue.SimpleQueue):  # type: ignore[type-arg]
         """Our pool's work queue: what the stdlib's own submit() puts here runs in a copy.
@@ -303,11 +354,8 @@ class ContextThreadPoolExecutor(ThreadPoolExecutor):
                 # copy through the wrappers, inside them.
                 return super().submit(context_run, _copy_context(), fn, *args, **kwargs)
             # The stdlib's own submit() (identical from 3.9 to 3.13), building
-            # the work item itself: a second Python call per task would cost
-            # more than copying the context does (benchmarks/case_executor.py).
-            # Before 3.14 the work item calls self.fn(*self.args) with no local
-            # of its own, so a traceback does not pin the context; an unbound
-            # Context.run saves allocating a bound method per task.
+            # a work item of ours itself: a second Python call per task would
+            # cost more than copying the context does (benchmarks/case_executor.py).
             with self._shutdown_lock, _stdlib_thread._global_shutdown_lock:
                 if self._broken:
                     raise _stdlib_thread.BrokenThreadPool(self._broken)
@@ -316,9 +364,8 @@ class ContextThreadPoolExecutor(ThreadPoolExecutor):
                 if _stdlib_thread._shutdown:
                     raise RuntimeError("cannot schedule new futures after interpreter shutdown")
                 future: Future[T] = Future()
-                # Spread the arguments only when there are some, as on 3.14.
-                call = (_copy_context(), fn, *args) if args else (_copy_context(), fn)
-                _queue_put(self._work_queue, _WorkItem(future, context_run, call, kwargs))
+                item = _ContextWorkItem(future, fn, args, kwargs or None, _copy_context())
+                _queue_put(self._work_queue, item)
                 self._adjust_thread_count()
                 return future
 

@@ -156,17 +156,6 @@ class ContextThread(threading.Thread):
         _invoke_excepthook: Callable[[ContextThread], None]
         _contextthreads_excepthook: Callable[[ContextThread], None]
 
-        def _adopt_context(self, context: contextvars.Context | None) -> None:
-            # ContextTimer's; ContextThread.__init__ repeats these lines inline.
-            self._contextthreads_context = context
-            # The whole bootstrap runs in the context (see _bootstrap); only
-            # the excepthook must stay outside it, as in 3.14, whose
-            # _bootstrap_inner calls self._context.run(self.run) inside the
-            # try that feeds it. One shared function, and the thread's own
-            # hook kept beside it: no wrapper to allocate per thread.
-            self._contextthreads_excepthook = self._invoke_excepthook
-            self._invoke_excepthook = invoke_excepthook_outside
-
         def __init__(
             self,
             group: None = None,
@@ -184,9 +173,15 @@ class ContextThread(threading.Thread):
                 _Thread.__init__(self, group, target, name, args, kwargs, daemon=daemon)
             else:
                 super().__init__(group, target, name, args, kwargs, daemon=daemon)
-            # _adopt_context's three lines, inlined: on 3.10 the call alone
-            # cost 1.4 us of a 180 us start+join (benchmarks/case_thread.py).
+            # These three lines are ContextTimer's too, inline in both: a
+            # method for them cost 0.5% of a start+join on 3.9 and 3.10
+            # (benchmarks/case_thread_floor.py).
             self._contextthreads_context = context
+            # The whole bootstrap runs in the context (see _bootstrap); only
+            # the excepthook must stay outside it, as in 3.14, whose
+            # _bootstrap_inner calls self._context.run(self.run) inside the
+            # try that feeds it. One shared function, and the thread's own
+            # hook kept beside it: no wrapper to allocate per thread.
             self._contextthreads_excepthook = self._invoke_excepthook
             self._invoke_excepthook = invoke_excepthook_outside
 
@@ -287,7 +282,7 @@ class ContextTimer(ContextThread, threading.Timer):
             context: contextvars.Context | None = None,
         ) -> None:
             # Timer.__init__ calls Thread.__init__ by name, without context=.
-            # A store, not _adopt_context: that call was 250 to 500 of the 2,700
+            # A store, not a method: a call was 250 to 500 of the 2,700
             # instructions ContextTimer added to a Timer's start+join (callgrind).
             # Hence one __init__ per branch: a version check at run time costs
             # as much as the call. tests/test_timer.py pins both signatures.
@@ -305,6 +300,9 @@ class ContextTimer(ContextThread, threading.Timer):
             *,
             context: contextvars.Context | None = None,
         ) -> None:
-            # Timer.__init__ calls Thread.__init__ by name, skipping ours.
+            # Timer.__init__ calls Thread.__init__ by name, skipping ours:
+            # its three lines, inline (see there).
             threading.Timer.__init__(self, interval, function, args, kwargs)
-            self._adopt_context(context)
+            self._contextthreads_context = context
+            self._contextthreads_excepthook = self._invoke_excepthook
+            self._invoke_excepthook = invoke_excepthook_outside
