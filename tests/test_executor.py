@@ -424,7 +424,12 @@ def _kept_per_queued_task(pool: ThreadPoolExecutor, *args: Any, **kwargs: Any) -
     """Return how many GC objects each task queued behind a busy worker keeps allocated."""
     gate = threading.Event()
     running = threading.Event()
-    blocker = pool.submit(lambda: (running.set(), gate.wait(WAIT)))
+
+    def block() -> None:
+        running.set()
+        gate.wait(WAIT)
+
+    blocker = pool.submit(block)
     assert running.wait(WAIT)
     kept = [pool.submit(str, *args, **kwargs) for _ in range(10)]  # caches warm
     count = 1000
