@@ -1,12 +1,16 @@
-"""Interleaved side-by-side timing: rounds of A B A B ..., median of per-round ratios.
+"""Interleaved side-by-side timing: rounds of A B B A ..., median of paired ratios.
 
 Absolute times on a shared machine are noise; the ratio of two variants timed
-back to back in the same round is not, or much less so. Each round runs every
-variant once (the order alternates between rounds so neither always goes
-first), or, for operations long enough to time singly, alternates them op by
-op; each variant's per-round time is divided by the baseline's time in that
-same round. The table reports the median of those ratios and their
-interquartile range.
+back to back is not, or much less so. Each round runs every variant once (the
+order alternates between rounds so neither always goes first), and each
+variant's time is divided by the baseline's in that same round. Operations
+long enough to time singly (a thread's start and join) alternate op by op
+instead, and each op is divided by the baseline op beside it: the median of
+ten thousand such pairs moves by a few tenths of a percent between runs, where
+the median of a few hundred per-round ratios moved by 1%. Those ops are timed in
+the process's CPU time (all its threads), which leaves out the wait for a new
+thread to be scheduled; their wall-time ratio is reported beside. The table
+reports the median of the ratios and their interquartile range.
 """
 
 from __future__ import annotations
@@ -37,6 +41,8 @@ class Row:
     target: str = ""
     note: str = ""
     rounds: int = 0
+    #: For ops timed by the process's CPU time: the same median ratio in wall time.
+    wall_ratio: float = float("nan")
 
     def verdict(self) -> str:
         if not self.target or self.ratio != self.ratio:
@@ -62,8 +68,17 @@ def _gc_held_off() -> Iterator[None]:
             gc.enable()
 
 
-def timed(fn: Callable[[], object]) -> float:
-    """Return the seconds ``fn()`` takes, with the cyclic GC held off meanwhile."""
+def timed(fn: Callable[[], object], *, gc_on: bool = False) -> float:
+    """Return the seconds ``fn()`` takes, with the cyclic GC held off meanwhile.
+
+    With ``gc_on``, the GC runs as in any program, from a fresh collection: for
+    work whose collections are part of its cost (many objects alive at once).
+    """
+    if gc_on:
+        gc.collect()
+        start = time.perf_counter()
+        fn()
+        return time.perf_counter() - start
     with _gc_held_off():
         start = time.perf_counter()
         fn()
@@ -101,30 +116,61 @@ def interleave_ops(
     ops: int,
     rounds: int,
     warmup: int = 2,
-) -> dict[str, list[float]]:
-    """Like ``interleave``, but alternate the variants op by op within each round.
+) -> dict[str, list[tuple[float, float]]]:
+    """Like ``interleave``, but alternate the variants op by op; return every op's times.
 
     For operations long enough to time one by one (a thread's start and join):
     each op of one variant runs next to an op of the other, so the machine's
-    state changes far less between the two than over a whole round.
+    state changes far less between the two than over a whole round. Each op
+    gives (wall time, the process's CPU time in all its threads); the i-th of
+    every variant comes from the same step, side by side.
     """
     names = list(ops_variants)
-    times: dict[str, list[float]] = {name: [] for name in names}
-    clock = time.perf_counter
+    times: dict[str, list[tuple[float, float]]] = {name: [] for name in names}
+    wall, cpu = time.perf_counter, time.process_time
     for r in range(warmup + rounds):
-        totals = dict.fromkeys(names, 0.0)
         with _gc_held_off():
             for i in range(ops):
                 order = names if (r + i) % 2 == 0 else names[::-1]
                 for name in order:
                     op = ops_variants[name]
-                    start = clock()
+                    started, used = wall(), cpu()
                     op()
-                    totals[name] += clock() - start
-        if r >= warmup:
-            for name in names:
-                times[name].append(totals[name])
+                    used, elapsed = cpu() - used, wall() - started
+                    if r >= warmup:
+                        times[name].append((elapsed, used))
     return times
+
+
+def compare_ops(
+    case: str,
+    baseline: str,
+    ops_variants: dict[str, Callable[[], object]],
+    ops: int,
+    rounds: int,
+    targets: dict[str, str] | None = None,
+) -> list[Row]:
+    """Time two ops side by side, op by op; return the baseline's row and the other's.
+
+    The ratio is the median over steps of (the op's CPU time / the baseline
+    op's beside it), and ``wall_ratio`` the same in wall time; per op, the
+    median wall time. CPU time leaves out the wait for a new thread to be
+    scheduled, which load on a shared machine lengthens at random: the
+    ratios of single ops then spread 0.8x to 1.25x in wall time, against
+    0.98x to 1.02x in CPU time.
+    """
+    times = interleave_ops(ops_variants, ops, rounds)
+    base = times[baseline]
+    rows = []
+    for name, ts in times.items():
+        ratios = [used / base_used for (_, used), (_, base_used) in zip(ts, base) if base_used]
+        wall = [elapsed / base_elapsed for (elapsed, _), (base_elapsed, _) in zip(ts, base)]
+        target = (targets or {}).get(name, "")
+        row = _row(case, name, baseline, [elapsed for elapsed, _ in ts], ratios, 1, target)
+        row.wall_ratio = statistics.median(wall)
+        row.note = "op by op, process CPU time"
+        rows.append(row)
+    return rows
 
 
 def compare(
@@ -221,7 +267,10 @@ def format_table(rows: Sequence[Row]) -> str:
             iqr = f"{row.q1:.3f}-{row.q3:.3f}"
         target = f"{row.target} {row.verdict()}".strip()
         per_op = f"{row.per_op_us:.2f}" if row.per_op_us == row.per_op_us else ""
-        unit = f" ({row.note})" if row.note else ""
+        note = row.note
+        if row.variant != row.baseline and row.wall_ratio == row.wall_ratio:
+            note += f"; wall time {row.wall_ratio:.3f}x"
+        unit = f" ({note})" if note else ""
         lines.append(
             f"| {row.case} | {row.variant}{unit} | {row.baseline} | {ratio} | {iqr} "
             f"| {row.rounds or ''} | {per_op} | {target} |"

@@ -1,4 +1,4 @@
-"""Case 3: map() over many items: throughput, and peak RSS in fresh processes."""
+"""Case 3: map() over many items: peak RSS, in fresh processes."""
 
 from __future__ import annotations
 
@@ -9,10 +9,9 @@ import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable
 
 from _common import noop, set_context_vars
-from _harness import Row, compare, quartiles, timed
+from _harness import Row, quartiles
 
 from contextthreads import ContextThreadPoolExecutor
 
@@ -22,17 +21,6 @@ EXECUTORS: dict[str, type[ThreadPoolExecutor]] = {
     "ContextThreadPoolExecutor.map": ContextThreadPoolExecutor,
 }
 CASE = "3. map() over {n} items"
-
-
-def _mapping(ex: ThreadPoolExecutor) -> Callable[[int], float]:
-    def variant(n: int) -> float:
-        def body() -> None:
-            for _ in ex.map(noop, range(n)):
-                pass
-
-        return timed(body)
-
-    return variant
 
 
 def _status_kb(field: str) -> int:
@@ -99,26 +87,12 @@ def _memory_rows(n: int, runs: int) -> list[Row]:
     return rows
 
 
-def run(ops: int, rounds: int, memory_items: int, memory_runs: int) -> list[Row]:
-    """Time map() of ``ops`` items per round, then measure peak RSS; return the table rows."""
-    set_context_vars(10)
-    stdlib = ThreadPoolExecutor(WORKERS)
-    ours = ContextThreadPoolExecutor(WORKERS)
-    try:
-        rows = compare(
-            CASE.format(n=ops),
-            "ThreadPoolExecutor.map",
-            {
-                "ThreadPoolExecutor.map": _mapping(stdlib),
-                "ContextThreadPoolExecutor.map": _mapping(ours),
-            },
-            ops,
-            rounds,
-        )
-    finally:
-        stdlib.shutdown()
-        ours.shutdown()
-    return rows + _memory_rows(memory_items, memory_runs)
+def run(memory_items: int, memory_runs: int) -> list[Row]:
+    """Measure map()'s peak RSS over ``memory_items`` items; return the table rows.
+
+    (map()'s time is one of case 1's shapes.)
+    """
+    return _memory_rows(memory_items, memory_runs)
 
 
 if __name__ == "__main__" and sys.argv[1:2] == ["--memory"]:

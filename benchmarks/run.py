@@ -1,11 +1,13 @@
 """Run the contextthreads benchmarks and print a Markdown table of ratios.
 
-Usage: ``python benchmarks/run.py [--smoke] [--case N ...] [--rounds R]``.
+Usage: ``python benchmarks/run.py [--smoke] [--case N ...] [--rounds R] [--json]``.
 
-Every comparison is timed side by side in one process: interleaved rounds,
-median of the per-round ratios against the baseline, with the interquartile
-range. Each case runs in a fresh interpreter of its own. ``--smoke`` runs every
-case at tiny sizes to check that they work; its numbers mean nothing.
+Every comparison is timed side by side in one process: interleaved rounds (or
+ops, for a thread's start+join), median of the paired ratios against the
+baseline, with the interquartile range. Each case runs in a fresh interpreter
+of its own. ``--smoke`` runs every case at tiny sizes to check that they work;
+its numbers mean nothing. ``--json`` prints the rows and what they ran on as
+one JSON object, for ``matrix.py``.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import os
 import platform
 import subprocess
 import sys
+import sysconfig
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,10 +35,10 @@ class Sizes:
 
     executor_ops: int
     executor_rounds: int
+    burst_ops: int
+    burst_rounds: int
     thread_ops: int
     thread_rounds: int
-    map_ops: int
-    map_rounds: int
     memory_items: int
     memory_runs: int
     bind_ops: int
@@ -49,13 +52,13 @@ class Sizes:
 # and the median over many pairs damps the scheduling noise of each.
 FULL = Sizes(
     executor_ops=500,
-    executor_rounds=1001,
+    executor_rounds=201,
+    burst_ops=20_000,
+    burst_rounds=15,
     thread_ops=100,
-    thread_rounds=601,
-    map_ops=2_000,
-    map_rounds=101,
+    thread_rounds=101,
     memory_items=100_000,
-    memory_runs=3,
+    memory_runs=5,
     bind_ops=20_000,
     bind_rounds=101,
     fluster_ops=500,
@@ -64,10 +67,10 @@ FULL = Sizes(
 SMOKE = Sizes(
     executor_ops=20,
     executor_rounds=2,
+    burst_ops=40,
+    burst_rounds=2,
     thread_ops=3,
     thread_rounds=2,
-    map_ops=20,
-    map_rounds=2,
     memory_items=200,
     memory_runs=1,
     bind_ops=20,
@@ -87,14 +90,21 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown CPU"
 
 
+def hardware() -> str:
+    """Return the CPU model and how many CPUs this process may use."""
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else "?"
+    return f"{_cpu_model()}, {os.cpu_count()} CPUs (nproc {usable}), {platform.system()}"
+
+
+def interpreter() -> str:
+    """Return this interpreter's name and version, and whether it is free-threaded."""
+    free = " free-threaded" if sysconfig.get_config_var("Py_GIL_DISABLED") else ""
+    return f"{platform.python_implementation()} {platform.python_version()}{free}"
+
+
 def machine() -> str:
     """Return one line naming the date, machine and interpreter of this run."""
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else "?"
-    return (
-        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {_cpu_model()}, "
-        f"{os.cpu_count()} CPUs (nproc {usable}), "
-        f"{platform.python_implementation()} {platform.python_version()} on {platform.system()}"
-    )
+    return f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {hardware()}, {interpreter()}"
 
 
 def run_cases(cases: set[int], sizes: Sizes, rounds: int | None) -> list[Row]:
@@ -103,7 +113,12 @@ def run_cases(cases: set[int], sizes: Sizes, rounds: int | None) -> list[Row]:
     if 1 in cases:
         import case_executor
 
-        rows += case_executor.run(sizes.executor_ops, rounds or sizes.executor_rounds)
+        rows += case_executor.run(
+            sizes.executor_ops,
+            rounds or sizes.executor_rounds,
+            sizes.burst_ops,
+            rounds or sizes.burst_rounds,
+        )
     if 2 in cases:
         import case_thread
 
@@ -111,9 +126,7 @@ def run_cases(cases: set[int], sizes: Sizes, rounds: int | None) -> list[Row]:
     if 3 in cases:
         import case_map
 
-        rows += case_map.run(
-            sizes.map_ops, rounds or sizes.map_rounds, sizes.memory_items, sizes.memory_runs
-        )
+        rows += case_map.run(sizes.memory_items, sizes.memory_runs)
     if 4 in cases:
         import case_bind
 
@@ -170,12 +183,15 @@ def main(argv: list[str] | None = None) -> int:
         action="append",
         choices=range(1, 8),
         help=(
-            "run only these cases (6 and 7, where a pool task's and a thread start's overhead "
-            "goes, run only on request)"
+            "run only these cases (6, where a pool task's overhead goes on 3.14, and 7, a thread "
+            "start's floor before 3.14, run only on request)"
         ),
     )
     parser.add_argument(
         "--rounds", type=int, help="interleaved rounds per comparison (default: per case)"
+    )
+    parser.add_argument(
+        "--json", action="store_true", help="print the rows and the machine as JSON, no table"
     )
     # Internal: run the cases here and print their rows as JSON (see run_case_apart).
     parser.add_argument("--rows-json", action="store_true", help=argparse.SUPPRESS)
@@ -187,19 +203,36 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps([dataclasses.asdict(row) for row in rows]))
         return 0
 
-    print(f"# contextthreads benchmarks{' (smoke: numbers mean nothing)' if args.smoke else ''}")
-    print(machine())
-    print()
     started = time.perf_counter()
+    when = time.gmtime()
+    if not args.json:
+        smoke = " (smoke: numbers mean nothing)" if args.smoke else ""
+        print(f"# contextthreads benchmarks{smoke}")
+        print(machine())
+        print()
     rows = []
     for case in sorted(cases):
         rows += run_case_apart(case, args.smoke, args.rounds)
+    took = time.perf_counter() - started
+    if args.json:
+        found = {
+            "started": time.strftime("%Y-%m-%d %H:%M UTC", when),
+            "hardware": hardware(),
+            "interpreter": interpreter(),
+            "version": platform.python_version()
+            + ("t" if sysconfig.get_config_var("Py_GIL_DISABLED") else ""),
+            "seconds": took,
+            "rows": [dataclasses.asdict(row) for row in rows],
+        }
+        print(json.dumps(found))
+        return 0
     print(format_table(rows))
     print()
     print(
-        "Each case in a fresh interpreter; interleaved rounds per comparison (see the table's "
-        "notes); ratio = median over rounds of (variant time / baseline time in the same round); "
-        f"IQR = its quartiles. Total {time.perf_counter() - started:.0f} s."
+        "Each case in a fresh interpreter; interleaved rounds, or ops, per comparison (see the "
+        "table's notes); ratio = median over rounds of (variant time / baseline time in the same "
+        "round), or over pairs of ops side by side; IQR = its quartiles. "
+        f"Total {took:.0f} s."
     )
     return 0
 

@@ -1,5 +1,40 @@
 """Drop-in ``ThreadPoolExecutor`` whose tasks run in their submitter's context."""
 
+# Version map. 3.14 gave ThreadPoolExecutor a hook, prepare_context(), that the stdlib's
+# submit() calls in the submitter's thread; before it there is none, and submit() itself is
+# ours. Each branch is a whole set of methods, chosen when the class body runs: the per-task
+# path has room for no version test and no second Python call (a wrapping submit() cost more
+# than copying the context, benchmarks/case_executor.py).
+#
+#   ContextThreadPoolExecutor, 3.14+
+#     __init__(..., **ctxkwargs)  the stdlib's signature; binds the initializer
+#     prepare_context()           stock pools: _WorkerContext (below) and _resolve_in_copy;
+#                                 a subclass's own hook: its tasks wrapped in _RunOnce
+#     map()                       buffersize=: later items submitted in the map()-time copy
+#   ContextThreadPoolExecutor, 3.9-3.13
+#     __init__()                  also puts our _WorkQueue in self._work_queue
+#     submit()                    the stdlib's own submit() inlined, or, when someone wraps it,
+#                                 theirs with _WorkQueue entering the copy beneath them
+#     __init_subclass__           whether a class between ours and the stdlib's has a submit()
+#   Every version: _adjust_thread_count(), which skips the idle check of a full pool and starts
+#   workers in an empty context when threads inherit (_INHERITING).
+#   Module level: 3.14+ _WorkerContext, _resolve_in_copy, _STOCK_PREPARE_CONTEXT;
+#   before 3.14 _WorkQueue, run_captured (also for _install), _STOCK_SUBMIT, _stdlib_own.
+#
+# Stdlib privates touched: 3.14+ concurrent.futures.thread.WorkerContext and its run(task);
+# before 3.14 concurrent.futures.thread._WorkItem (fn/args), _shutdown, _global_shutdown_lock,
+# and the pool's _work_queue, _shutdown_lock, _broken, _shutdown; always the pool's _threads,
+# _max_workers, _adjust_thread_count.
+# Pinned by tests/test_executor.py (test_signatures_equal_the_stdlibs,
+# test_wrapper_of_stdlib_submit_is_still_called, test_submit_of_a_class_between_ours_*,
+# test_submit_after_interpreter_shutdown_raises_stdlib_error, test_map_buffersize_*,
+# test_a_full_pool_starts_no_more_threads_*, test_a_pool_below_its_size_starts_a_worker_*,
+# test_own_prepare_context_*), tests/test_foreign_wrappers.py
+# (test_pool_made_without_our_init_still_carries_the_context), tests/test_weakrefs.py
+# (test_failed_task_values_die_with_the_task, test_idle_worker_created_by_a_submit_pins_nothing,
+# test_future_holds_no_context) and CPython's own test_concurrent_futures in
+# tests/test_stdlib_conformance.py.
+
 from __future__ import annotations
 
 import contextvars
@@ -8,7 +43,7 @@ import sys
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, Iterator
 
-from ._bind import in_copies_of
+from ._bind import context_run, in_copies_of
 from ._patching import wrapper_chain
 
 if TYPE_CHECKING:
@@ -75,7 +110,6 @@ class _RunOnce:
 
 
 _copy_context = contextvars.copy_context
-_context_run: Callable[..., Any] = contextvars.Context.run
 _partial = functools.partial
 
 _INHERITING = bool(getattr(sys.flags, "thread_inherit_context", 0))
@@ -87,8 +121,10 @@ if sys.version_info >= (3, 14):
 
     def _resolve_in_copy(
         fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> tuple[contextvars.Context, Any, tuple[Any, ...], dict[str, Any]]:
-        return (_copy_context(), fn, args, kwargs)
+    ) -> tuple[contextvars.Context, Any, tuple[Any, ...], dict[str, Any] | None]:
+        # An empty keyword dict is let go: a queued task then keeps as many
+        # objects as the stdlib's, the copy included (README: Benchmarks).
+        return (_copy_context(), fn, args, kwargs or None)
 
     class _WorkerContext(WorkerContext):
         """The stdlib's worker context, running each task in the context resolved with it.
@@ -133,7 +169,56 @@ else:
 
     #: What install()'s work items call in place of ``Context.run``, so that our
     #: queue can tell the context install() captured from one the caller chose.
-    run_captured = _partial(_context_run)
+    run_captured = _partial(context_run)
+
+    class _ContextWorkItem:
+        """What our own submit() queues: a work item like the stdlib's, running in its context.
+
+        Runs once, on one worker; needs no locking. The worker needs only
+        ``future`` and ``run()``. In a burst every queued item lives through
+        the collections it spans, and each object it keeps brings the next
+        full collection closer (see the README's Benchmarks), so it keeps no
+        more than the stdlib's ``_WorkItem``: slots (no instance dict before
+        3.11), the context beside the call rather than in a tuple with it, and
+        no empty keyword dict, which makes room for the context itself.
+        """
+
+        __slots__ = ("args", "context", "fn", "future", "kwargs")
+
+        def __init__(
+            self,
+            future: Future[Any],
+            fn: Callable[..., Any],
+            args: tuple[Any, ...],
+            kwargs: dict[str, Any] | None,
+            context: contextvars.Context,
+        ) -> None:
+            self.future = future
+            self.fn = fn
+            self.args = args
+            self.kwargs = kwargs
+            self.context = context
+
+        def run(self) -> None:
+            if not self.future.set_running_or_notify_cancel():
+                return
+            try:
+                # No local holds the context: a failed task's traceback keeps
+                # this frame, for as long as its future holds the exception.
+                if self.kwargs is not None:
+                    # context_run: on PyPy, Context.run's own parameter names
+                    # would take keywords named self or callable.
+                    result = context_run(self.context, self.fn, *self.args, **self.kwargs)
+                elif self.args:
+                    result = self.context.run(self.fn, *self.args)
+                else:
+                    result = self.context.run(self.fn)
+            except BaseException as exc:
+                self.future.set_exception(exc)
+                # Nor this item, as in the stdlib's: no cycle through the traceback.
+                self = None  # type: ignore[assignment]
+            else:
+                self.future.set_result(result)
 
     class _WorkQueue(queue.SimpleQueue):  # type: ignore[type-arg]
         """Our pool's work queue: what the stdlib's own submit() puts here runs in a copy.
@@ -156,7 +241,7 @@ else:
                     item.args = (_copy_context(), *args[1:])
                 else:
                     item.args = (_copy_context(), item.fn, *args)
-                    item.fn = _context_run
+                    item.fn = context_run
             _queue_put(self, item, block, timeout)
 
 
@@ -267,13 +352,10 @@ class ContextThreadPoolExecutor(ThreadPoolExecutor):
                     return super().submit(fn, *args, **kwargs)
                 # A subclass made the pool without our __init__: carry the
                 # copy through the wrappers, inside them.
-                return super().submit(_context_run, _copy_context(), fn, *args, **kwargs)
+                return super().submit(context_run, _copy_context(), fn, *args, **kwargs)
             # The stdlib's own submit() (identical from 3.9 to 3.13), building
-            # the work item itself: a second Python call per task would cost
-            # more than copying the context does (benchmarks/case_executor.py).
-            # Before 3.14 the work item calls self.fn(*self.args) with no local
-            # of its own, so a traceback does not pin the context; an unbound
-            # Context.run saves allocating a bound method per task.
+            # a work item of ours itself: a second Python call per task would
+            # cost more than copying the context does (benchmarks/case_executor.py).
             with self._shutdown_lock, _stdlib_thread._global_shutdown_lock:
                 if self._broken:
                     raise _stdlib_thread.BrokenThreadPool(self._broken)
@@ -282,9 +364,8 @@ class ContextThreadPoolExecutor(ThreadPoolExecutor):
                 if _stdlib_thread._shutdown:
                     raise RuntimeError("cannot schedule new futures after interpreter shutdown")
                 future: Future[T] = Future()
-                # Spread the arguments only when there are some, as on 3.14.
-                call = (_copy_context(), fn, *args) if args else (_copy_context(), fn)
-                _queue_put(self._work_queue, _WorkItem(future, _context_run, call, kwargs))
+                item = _ContextWorkItem(future, fn, args, kwargs or None, _copy_context())
+                _queue_put(self._work_queue, item)
                 self._adjust_thread_count()
                 return future
 

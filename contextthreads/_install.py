@@ -28,7 +28,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
-from . import _inherit
+from ._bind import context_run
 from ._executor import ContextThreadPoolExecutor, map_in
 from ._patching import (
     MISSING,
@@ -44,7 +44,7 @@ from ._patching import (
     wrapper_chain,
 )
 
-__all__ = ("install", "installed", "is_installed", "uninstall")
+__all__ = ("install", "installed", "is_installed", "threads_inherit_context", "uninstall")
 
 _log = logging.getLogger(__name__)
 
@@ -55,7 +55,6 @@ if TYPE_CHECKING:
 
     from ._patching import Make
 
-_context_run: Callable[..., Any] = contextvars.Context.run
 _partial = functools.partial
 
 
@@ -178,7 +177,7 @@ else:
                 return
             saved = own.get("_bootstrap", MISSING)
             hook = own["_invoke_excepthook"]
-            own["_bootstrap"] = _partial(_context_run, _capture(), self._bootstrap)  # type: ignore[attr-defined]
+            own["_bootstrap"] = _partial(context_run, _capture(), self._bootstrap)  # type: ignore[attr-defined]
             # The excepthook stays outside the context, as in 3.14, whose
             # _bootstrap_inner runs only self.run() in it.
             own["_contextthreads_excepthook"] = hook
@@ -235,7 +234,7 @@ if sys.version_info >= (3, 14):
         fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> tuple[Any, tuple[Any, ...], dict[str, Any]]:
         # The stock resolver's task, calling fn in a copy through Context.run.
-        return (_context_run, (_capture(), fn, *args), kwargs)
+        return (context_run, (_capture(), fn, *args), kwargs)
 
     class _ResolveInCopy:
         """``ThreadPoolExecutor._resolve_work_item_task`` while ``install()`` is in effect.
@@ -313,7 +312,7 @@ else:
             self: Any, future: Any, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
         ) -> None:
             if switch.on:
-                if fn is not _context_run and fn is not run_captured:
+                if fn is not context_run and fn is not run_captured:
                     args = (_capture(), fn, *args)
                     fn = run_captured
             else:
@@ -395,7 +394,6 @@ def _activate(only: Vars | None) -> None:
     switch = Switch()
     for cls, name, make in _targets():
         _applied.append(apply(cls, name, make, switch))
-    _inherit.patched = True
     _switch = switch
 
 
@@ -407,7 +405,6 @@ def _deactivate() -> list[str]:
     # Turned off first: a patch we cannot remove below becomes a pass-through.
     _switch.on = False
     _switch = None
-    _inherit.patched = False
     notes = []
     for patch in reversed(_applied):
         if not remove(patch):
@@ -491,6 +488,16 @@ def is_installed() -> bool:
     stale by the time another thread installs or uninstalls.
     """
     return _switch is not None
+
+
+def threads_inherit_context() -> bool:
+    """Return whether a plain ``threading.Thread`` would start in a copy of its starter's context.
+
+    True while ``install()`` (or an ``installed()`` block) is in effect, and on
+    3.14+ under ``-X thread_inherit_context=1`` (the default on free-threaded
+    builds). Thread-safe, with ``is_installed()``'s staleness.
+    """
+    return _switch is not None or bool(getattr(sys.flags, "thread_inherit_context", False))
 
 
 @contextlib.contextmanager

@@ -1,5 +1,37 @@
 """Drop-in ``threading.Thread`` and ``threading.Timer`` that carry the context."""
 
+# Version map. Which methods a class has depends on the interpreter, decided once, when the
+# class body runs: a version test inside a method would run on every thread start, and it
+# costs as much as the call it chooses (ContextThread.__init__'s inlined lines: a call alone
+# was 1.4 us of a 180 us start+join on 3.10; ContextTimer.__init__: 250 to 500 of the 2,700
+# instructions it added, callgrind). So each branch below is a whole set of methods.
+#
+#   ContextThread, 3.14+    start()             fills Thread._context with a copy (the native
+#                                               mechanism; __init__ is the stdlib's, context=)
+#                           _bootstrap_inner()  drops Thread._context once run() has ended
+#   ContextThread, 3.9-3.13 __init__()          the stdlib's signature plus context=
+#                           _bootstrap          a property the stdlib's start() reads once,
+#                                               answered with the bootstrap bound to a copy
+#                           __init_subclass__   puts _CopyBeforeBootstrap first when another
+#                                               _bootstrap precedes or follows ours in the MRO
+#                           _bootstrap_in_given_context, _bootstrap_shadowing_run
+#                                               context= given; fail as 3.14 does if entered
+#                           _adopt_context()    ContextTimer's share of __init__
+#     module level, 3.9-3.13: invoke_excepthook_outside (also for _install), _CopyBeforeBootstrap
+#   ContextTimer            __init__() per branch: 3.14 stores _context, before _adopt_context()
+#
+# Stdlib privates touched: 3.14+ Thread._context, _bootstrap_inner; before 3.14 Thread._bootstrap,
+# _bootstrap_inner, _invoke_excepthook, _started (alike from 3.9 to 3.13).
+# Pinned by tests/test_thread.py (test_sees_value_set_after_construction_but_not_after_start,
+# test_start_without_init_raises_stdlib_error, test_second_start_raises_stdlib_error,
+# test_explicit_context_already_entered_fails_like_cpython,
+# test_excepthook_runs_outside_the_threads_context, test_subclass_owning_a_context_attribute_*,
+# test_bootstrap_wrapped_elsewhere_*, test_subclass_overriding_bootstrap_*,
+# test_bootstrap_patched_on_thread_itself_still_runs, test_instance_run_attribute_is_kept),
+# tests/test_timer.py (test_signature_is_the_stdlibs_plus_context), tests/test_weakrefs.py
+# (test_*_values_die_with_the_thread) and CPython's own test_threading in
+# tests/test_stdlib_conformance.py. Speed: benchmarks/case_thread.py.
+
 from __future__ import annotations
 
 import contextvars
@@ -124,17 +156,6 @@ class ContextThread(threading.Thread):
         _invoke_excepthook: Callable[[ContextThread], None]
         _contextthreads_excepthook: Callable[[ContextThread], None]
 
-        def _adopt_context(self, context: contextvars.Context | None) -> None:
-            # ContextTimer's; ContextThread.__init__ repeats these lines inline.
-            self._contextthreads_context = context
-            # The whole bootstrap runs in the context (see _bootstrap); only
-            # the excepthook must stay outside it, as in 3.14, whose
-            # _bootstrap_inner calls self._context.run(self.run) inside the
-            # try that feeds it. One shared function, and the thread's own
-            # hook kept beside it: no wrapper to allocate per thread.
-            self._contextthreads_excepthook = self._invoke_excepthook
-            self._invoke_excepthook = invoke_excepthook_outside
-
         def __init__(
             self,
             group: None = None,
@@ -152,9 +173,15 @@ class ContextThread(threading.Thread):
                 _Thread.__init__(self, group, target, name, args, kwargs, daemon=daemon)
             else:
                 super().__init__(group, target, name, args, kwargs, daemon=daemon)
-            # _adopt_context's three lines, inlined: on 3.10 the call alone
-            # cost 1.4 us of a 180 us start+join (benchmarks/case_thread.py).
+            # These three lines are ContextTimer's too, inline in both: a
+            # method for them cost 0.5% of a start+join on 3.9 and 3.10
+            # (benchmarks/case_thread_floor.py).
             self._contextthreads_context = context
+            # The whole bootstrap runs in the context (see _bootstrap); only
+            # the excepthook must stay outside it, as in 3.14, whose
+            # _bootstrap_inner calls self._context.run(self.run) inside the
+            # try that feeds it. One shared function, and the thread's own
+            # hook kept beside it: no wrapper to allocate per thread.
             self._contextthreads_excepthook = self._invoke_excepthook
             self._invoke_excepthook = invoke_excepthook_outside
 
@@ -255,7 +282,7 @@ class ContextTimer(ContextThread, threading.Timer):
             context: contextvars.Context | None = None,
         ) -> None:
             # Timer.__init__ calls Thread.__init__ by name, without context=.
-            # A store, not _adopt_context: that call was 250 to 500 of the 2,700
+            # A store, not a method: a call was 250 to 500 of the 2,700
             # instructions ContextTimer added to a Timer's start+join (callgrind).
             # Hence one __init__ per branch: a version check at run time costs
             # as much as the call. tests/test_timer.py pins both signatures.
@@ -273,6 +300,9 @@ class ContextTimer(ContextThread, threading.Timer):
             *,
             context: contextvars.Context | None = None,
         ) -> None:
-            # Timer.__init__ calls Thread.__init__ by name, skipping ours.
+            # Timer.__init__ calls Thread.__init__ by name, skipping ours:
+            # its three lines, inline (see there).
             threading.Timer.__init__(self, interval, function, args, kwargs)
-            self._adopt_context(context)
+            self._contextthreads_context = context
+            self._contextthreads_excepthook = self._invoke_excepthook
+            self._invoke_excepthook = invoke_excepthook_outside

@@ -31,11 +31,11 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
 import stdlib_state
+from bounds import WAIT
 
 import contextthreads
 from contextthreads._patching import is_proxy
 
-WAIT = 10.0
 VAR: contextvars.ContextVar[str] = contextvars.ContextVar("coexist_var", default="unset")
 PRISTINE = stdlib_state.snapshot()
 
@@ -155,7 +155,7 @@ def _submit(kind: str) -> Handoff:
 def _map(kind: str, **kwargs: Any) -> Handoff:
     def handoff(work: Work) -> str:
         [result] = POOLS.get(kind).map(lambda _: work(), [None], timeout=WAIT, **kwargs)
-        return result  # type: ignore[no-any-return]
+        return result
 
     return handoff
 

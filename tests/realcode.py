@@ -23,13 +23,14 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 INDEX = "https://pypi.org/simple"
 _TIMEOUT = 60
 # Python 3.12+ (and late 3.9-3.11 patch releases) can refuse unsafe members themselves.
-_SAFE = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+_SAFE: dict[str, Any] = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
 
 
 @dataclass(frozen=True)

@@ -13,13 +13,10 @@ import threading
 from concurrent.futures import Future
 from typing import Any, Callable, Iterable
 
+from bounds import LONG_WAIT
 from strategies import CAPTURED_AT_PREPARE, Snapshot, Spawn, apply, snapshot
 
 from contextthreads import ContextThread, ContextThreadPoolExecutor, ContextTimer, bind
-
-#: Bound on every wait. Nested spawns wait inside their parent's wait, so this
-#: is generous; a correct run never comes close.
-TIMEOUT = 30.0
 
 
 class Handle:
@@ -35,7 +32,7 @@ class Handle:
 
 def _thread_handle(thread: threading.Thread, box: Future[Any]) -> Handle:
     def wait() -> Any:
-        thread.join(TIMEOUT)
+        thread.join(LONG_WAIT)
         assert not thread.is_alive(), f"{thread!r} did not finish"
         return box.result(timeout=0)
 
@@ -73,7 +70,7 @@ def prepare(
     elif mechanism == "map":
 
         def launch_map() -> Handle:
-            results = executor.map(lambda _item: fn(), [None], timeout=TIMEOUT)
+            results = executor.map(lambda _item: fn(), [None], timeout=LONG_WAIT)
             return Handle(lambda: next(results))
 
         return launch_map

@@ -15,7 +15,7 @@ CLASSES: tuple[type, ...] = (
     threading.Thread,
     threading.Timer,
     ThreadPoolExecutor,
-    stdlib_thread._WorkItem,  # type: ignore[attr-defined]
+    stdlib_thread._WorkItem,
 )
 if hasattr(stdlib_thread, "WorkerContext"):
     CLASSES += (stdlib_thread.WorkerContext,)

@@ -56,6 +56,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 import types
 import unittest
@@ -279,6 +280,10 @@ def _child_code(code: str, target: str) -> str:
     # so line numbers in its tracebacks are the ones the test expects.
     here = os.path.dirname(os.path.abspath(__file__))
     borrowed = _borrowed if "test.test_concurrent_futures" in code else None
+    if sys.version_info >= (3, 14):
+        # 3.14+ dedents a -c code string before running it, and tests rely on it;
+        # our one-line prefix would make the code a string compiled as is.
+        code = textwrap.dedent(code)
     return (
         f"import sys; sys.path.insert(0, {here!r}); import stdlib_suites;"
         f" stdlib_suites.enter_child({target!r}, {borrowed!r}); del sys.path[0];"
@@ -529,6 +534,13 @@ def worker(
 ) -> int:
     # Past the whole run's budget, stop with every thread's stack on stderr.
     faulthandler.dump_traceback_later(timeout, exit=True)
+    # A shell that starts a command in the background ignores SIGINT in it, and every
+    # process below inherits that; Python then leaves SIGINT ignored, and
+    # _thread.interrupt_main() does nothing. Tests rely on it: 3.12+'s
+    # test_print_exception_gh_102056 recurses until it interrupts itself, forever otherwise.
+    # A handler of our own is reset to the default in each child the tests start.
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     _children_get(target)
     if suite == "futures":
         _adopt_donor()

@@ -11,11 +11,12 @@ from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Awaitable, Callable
 
 import pytest
+from bounds import WAIT
+from conftest import collect_garbage
 
 from contextthreads import ContextThreadPoolExecutor
 from contextthreads._asyncio import run_in_executor, use_context_executor
 
-TIMEOUT = 5.0
 TASKS = 4
 
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="none")
@@ -33,7 +34,7 @@ def _rendezvous() -> Callable[[], tuple[str, str]]:
     def call() -> tuple[str, str]:
         seen = request_id.get()
         # All calls are in flight together: each must still see its own task's value.
-        barrier.wait(TIMEOUT)
+        barrier.wait(WAIT)
         request_id.set("written-in-thread")
         return seen, threading.current_thread().name
 
@@ -52,7 +53,7 @@ async def _each_task_sees_its_own(
         # The thread's write never comes back to the task.
         return f"task-{index}", seen, request_id.get() + "|" + thread_name
 
-    return list(await asyncio.wait_for(asyncio.gather(*(one(i) for i in range(TASKS))), TIMEOUT))
+    return list(await asyncio.wait_for(asyncio.gather(*(one(i) for i in range(TASKS))), WAIT))
 
 
 def _check(results: list[tuple[str, str, str]], thread_prefix: str | None = None) -> None:
@@ -147,7 +148,7 @@ def test_setup_rejects_bad_arguments() -> None:
             None, lambda: threading.current_thread().name
         )
         assert thread_name.startswith("asyncio_")
-        first.submit(lambda: None).result(timeout=TIMEOUT)
+        first.submit(lambda: None).result(timeout=WAIT)
 
     asyncio.run(main())
 
@@ -189,7 +190,9 @@ def test_idle_default_workers_pin_no_task_value() -> None:
         await asyncio.get_running_loop().run_in_executor(None, lambda: None)
         return ref
 
-    assert asyncio.run(main())() is None
+    ref = asyncio.run(main())
+    collect_garbage()
+    assert ref() is None
 
 
 # --------------------------------------------------------------------------
@@ -272,13 +275,13 @@ def test_run_in_executor_cancel_stops_waiting_only() -> None:
 
     def blocking() -> None:
         started.set()
-        release.wait(TIMEOUT)
+        release.wait(WAIT)
         finished.set()
 
     async def main() -> None:
         with ThreadPoolExecutor(max_workers=2) as pool:
             task = asyncio.ensure_future(run_in_executor(pool, blocking))
-            assert await run_in_executor(pool, started.wait, TIMEOUT)
+            assert await run_in_executor(pool, started.wait, WAIT)
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await task

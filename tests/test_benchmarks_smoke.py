@@ -7,6 +7,8 @@ timings on a shared machine are noise at this size.
 from __future__ import annotations
 
 import importlib.util
+import os
+import platform
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +17,7 @@ from typing import Callable
 import pytest
 
 RUN = Path(__file__).resolve().parent.parent / "benchmarks" / "run.py"
+MATRIX = RUN.parent / "matrix.py"
 
 
 def _smoke(*case: str) -> str:
@@ -32,12 +35,34 @@ def _smoke(*case: str) -> str:
 @pytest.mark.parametrize(
     ("case", "rows"),
     [
-        ("1", ["ContextThreadPoolExecutor", "submit(copy_context().run, fn)", "OpenTelemetry"]),
+        (
+            "1",
+            [
+                "ContextThreadPoolExecutor",
+                "submit(copy_context().run, fn)",
+                "OpenTelemetry",
+                "warm pool, tasks with arguments",
+                "warm pool, a few us of Python per task",
+                "burst of 20 into a fresh pool",
+                "burst of 40 into a fresh pool",
+                "8 threads submitting into one warm pool",
+                "warm pool, map()",
+                *(["warm pool, map(buffersize=16)"] if sys.version_info >= (3, 14) else []),
+            ],
+        ),
         ("2", ["ContextThread", "ContextTimer"]),
         ("3", ["ContextThreadPoolExecutor.map", "peak RSS"]),
         ("4", ["bind(fn)()"]),
         ("6", ["ContextThreadPoolExecutor (all of it)" if sys.version_info >= (3, 14) else "3.14"]),
-        ("7", ["ContextThread (all of it" if sys.version_info < (3, 14) else "3.13 or older"]),
+        (
+            "7",
+            [
+                "the floor on threading.Timer",
+                "| ContextTimer (op by op, process CPU time; wall time ",
+            ]
+            if sys.version_info < (3, 14)
+            else ["3.13 or older"],
+        ),
     ],
 )
 def test_case_runs_and_reports(case: str, rows: list[str]) -> None:
@@ -81,8 +106,8 @@ def test_fluster_case_runs_or_says_why_not() -> None:
 def test_op_by_op_rounds_alternate_variants_and_restore_gc() -> None:
     """interleave_ops runs the variants op by op, swapping who goes first every op and round.
 
-    Each round yields one total per variant, and the cyclic GC, held off while a
-    round runs, is enabled again afterwards.
+    Every measured op yields one time per variant, side by side, and the cyclic
+    GC, held off while a round runs, is enabled again afterwards.
     """
     import gc
 
@@ -102,9 +127,9 @@ def test_op_by_op_rounds_alternate_variants_and_restore_gc() -> None:
         return run
 
     times = interleave_ops({"a": op("a"), "b": op("b")}, ops=3, rounds=2, warmup=1)
-    # Warm-up round, then two measured ones: three ops each.
+    # Warm-up round, then two measured ones: three ops each, every measured op timed.
     assert "".join(calls) == "abbaab" + "baabba" + "abbaab"
-    assert [len(times["a"]), len(times["b"])] == [2, 2]
+    assert [len(times["a"]), len(times["b"])] == [6, 6]
     assert not any(gc_during)
     assert gc.isenabled()
 
@@ -146,3 +171,29 @@ def test_each_variant_is_compared_with_the_baseline_alone() -> None:
         ("x", 1.0, ""),
         ("y", 1.0, "<=1.03x"),
     ]
+
+
+def test_matrix_prints_a_table_per_kind_with_a_column_per_interpreter() -> None:
+    """matrix.py runs cases 1, 2 and 7 under each interpreter it is given, and prints one
+    table of pool shapes and one of start+join, a column per interpreter, with the date,
+    the machine and the interpreters above them."""
+    proc = subprocess.run(
+        [sys.executable, str(MATRIX), "--smoke", "--python", sys.executable],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout
+    version = platform.python_version()
+    assert f"nproc {len(os.sched_getaffinity(0))}" in out
+    assert f"CPython {version}" in out
+    assert f"| `ContextThreadPoolExecutor` vs the stdlib's pool | {version}" in out
+    assert f"| start + join | {version}" in out
+    for row in ("| burst of 40 into a fresh pool |", "| `ContextThread` vs `Thread` |"):
+        assert row in out
+    floor = next(
+        line for line in out.splitlines() if line.startswith("| `ContextThread` vs the floor")
+    )
+    assert ("n/a" in floor) == (sys.version_info >= (3, 14))

@@ -8,10 +8,10 @@ import threading
 from typing import Any
 
 import pytest
+from bounds import WAIT
 
 from contextthreads import bind
 
-WAIT = 5.0
 var: contextvars.ContextVar[str] = contextvars.ContextVar("test_bind_var")
 
 

@@ -21,13 +21,13 @@ from typing import Any, Callable, Iterator
 
 import pytest
 import stdlib_state
+from bounds import WAIT
 
 import contextthreads
 from contextthreads import _install
 
 wrapt = pytest.importorskip("wrapt", reason="wrapt does not install here")
 
-WAIT = 10.0
 VAR: contextvars.ContextVar[str] = contextvars.ContextVar("foreign_var", default="unset")
 SCOPE: contextvars.ContextVar[dict[str, str]] = contextvars.ContextVar("foreign_scope")
 IN_RUN_WRAPPER: contextvars.ContextVar[bool] = contextvars.ContextVar("in_run", default=False)
@@ -339,7 +339,7 @@ def test_pool_made_without_our_init_still_carries_the_context(kind: type[Forking
     def starter() -> str:
         VAR.set("before")
         with MadeWithoutOurInit(1) as pool:
-            return pool.submit(VAR.get).result(timeout=WAIT)  # type: ignore[no-any-return]
+            return pool.submit(VAR.get).result(timeout=WAIT)
 
     assert contextvars.Context().run(starter) == "before"
     library.remove()

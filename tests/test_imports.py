@@ -39,7 +39,7 @@ def absolute(importer: str, node: ast.ImportFrom) -> str:
     return ".".join([*base, node.module] if node.module else base)
 
 
-def imports(importer: str) -> Iterator[Tuple[str, str | None, ast.AST]]:
+def imports(importer: str) -> Iterator[Tuple[str, str | None, ast.Import | ast.ImportFrom]]:
     """Yield (module, name or None, node) for every import in ``importer``, at any depth.
 
     ``from package import submodule`` yields the submodule, with no name.
@@ -156,16 +156,13 @@ def test_no_module_imports_another_modules_private_names() -> None:
     offences = []
     for importer in SOURCES:
         aliases: Set[str] = set()
-        for module, name, node in imports(importer):
+        for module, name, statement in imports(importer):
             if module not in SOURCES:
                 continue
             if name is not None and is_private(name):
-                offences.append(f"{importer}:{node.lineno} imports {name} from {module}")
+                offences.append(f"{importer}:{statement.lineno} imports {name} from {module}")
             if name is None:
-                aliases.update(
-                    a.asname or a.name.rsplit(".", 1)[-1]
-                    for a in node.names  # type: ignore[attr-defined]
-                )
+                aliases.update(a.asname or a.name.rsplit(".", 1)[-1] for a in statement.names)
         for node in ast.walk(TREES[importer]):
             if (
                 isinstance(node, ast.Attribute)

@@ -20,12 +20,12 @@ from typing import Any, Callable, Iterator
 
 import pytest
 import stdlib_state
+from bounds import LONG_WAIT, WAIT
+from conftest import collect_garbage
 
-from contextthreads import ContextThread, ContextThreadPoolExecutor, _inherit
+from contextthreads import ContextThread, ContextThreadPoolExecutor
 from contextthreads import _install as install_module
-from contextthreads._install import install, installed, uninstall
-
-TIMEOUT = 5.0
+from contextthreads._install import install, installed, threads_inherit_context, uninstall
 
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="none")
 user: contextvars.ContextVar[str] = contextvars.ContextVar("user")
@@ -53,7 +53,7 @@ ORIGINAL_START = threading.Thread.__dict__["start"]
 
 def _assert_pristine() -> None:
     assert stdlib_state.differences(ORIGINALS, stdlib_state.snapshot()) == []
-    assert _inherit.patched is False
+    assert threads_inherit_context() is bool(getattr(sys.flags, "thread_inherit_context", 0))
     assert not install_module.is_installed()
 
 
@@ -91,7 +91,7 @@ def in_plain_thread(fn: Callable[[], Any], cls: type[threading.Thread] = EarlyTh
 
     thread = cls(target=target)
     thread.start()
-    thread.join(TIMEOUT)
+    thread.join(WAIT)
     assert not thread.is_alive()
     ok, value = results.get(timeout=0)
     if not ok:
@@ -129,7 +129,7 @@ def test_thread_sees_values_at_start_and_leaks_nothing_back(patched: None) -> No
     thread = threading.Thread(target=lambda: results.put(body()))
     request_id.set("at-start")
     thread.start()
-    thread.join(TIMEOUT)
+    thread.join(WAIT)
     assert not thread.is_alive()
     assert results.get(timeout=0) == "at-start"
     assert request_id.get() == "at-start"
@@ -146,7 +146,7 @@ def test_subclass_defined_before_install_overriding_run(patched: None) -> None:
     request_id.set("subclass")
     thread = EarlySubclass()
     thread.start()
-    thread.join(TIMEOUT)
+    thread.join(WAIT)
     assert not thread.is_alive()
     assert thread.seen == "subclass"
 
@@ -157,7 +157,7 @@ def test_timer_runs_function_in_starter_context(patched: None) -> None:
     results: queue.Queue[str] = queue.Queue()
     timer = threading.Timer(0, lambda: results.put(request_id.get()))
     timer.start()
-    timer.join(TIMEOUT)
+    timer.join(WAIT)
     assert not timer.is_alive()
     assert results.get(timeout=0) == "timer"
 
@@ -168,7 +168,7 @@ def test_cancelled_timer_still_behaves(patched: None) -> None:
     timer = threading.Timer(60, ran.set)
     timer.start()
     timer.cancel()
-    timer.join(TIMEOUT)
+    timer.join(WAIT)
     assert not timer.is_alive()
     assert not ran.is_set()
 
@@ -181,10 +181,10 @@ def test_each_starter_passes_its_own_values(patched: None) -> None:
 
     def starter(index: int) -> None:
         request_id.set(f"starter-{index}")
-        barrier.wait(TIMEOUT)
+        barrier.wait(WAIT)
         child = threading.Thread(target=lambda: seen.put((f"starter-{index}", request_id.get())))
         child.start()
-        child.join(TIMEOUT)
+        child.join(WAIT)
         assert not child.is_alive()
 
     starters = [
@@ -193,7 +193,7 @@ def test_each_starter_passes_its_own_values(patched: None) -> None:
     for thread in starters:
         thread.start()
     for thread in starters:
-        thread.join(TIMEOUT)
+        thread.join(WAIT)
         assert not thread.is_alive()
     pairs = [seen.get(timeout=0) for _ in range(count)]
     assert all(expected == got for expected, got in pairs)
@@ -208,7 +208,7 @@ def test_thread_exception_still_reaches_excepthook(patched: None, excepthook: An
     request_id.set("failing")
     thread = threading.Thread(target=boom)
     thread.start()
-    thread.join(TIMEOUT)
+    thread.join(WAIT)
     assert not thread.is_alive()
     [call] = excepthook.for_thread(thread)
     assert call.exc_type is ValueError
@@ -219,7 +219,7 @@ def test_stdlib_start_errors_are_kept(patched: None) -> None:
     """A second start() and a start() without Thread.__init__ raise the stdlib's RuntimeErrors."""
     thread = threading.Thread(target=lambda: None)
     thread.start()
-    thread.join(TIMEOUT)
+    thread.join(WAIT)
     assert not thread.is_alive()
     with pytest.raises(RuntimeError, match="threads can only be started once"):
         thread.start()
@@ -243,7 +243,7 @@ def test_instance_run_attribute_is_used_and_kept(patched: None) -> None:
 
     thread.run = own_run  # type: ignore[method-assign]
     thread.start()
-    thread.join(TIMEOUT)
+    thread.join(WAIT)
     assert not thread.is_alive()
     assert results.get(timeout=0) == "instance-run"
     assert thread.run is own_run
@@ -260,9 +260,10 @@ def test_finished_thread_object_pins_nothing(patched: None) -> None:
     context.run(payload.set, token)
     thread = context.run(threading.Thread, target=lambda: None)
     context.run(thread.start)
-    thread.join(TIMEOUT)
+    thread.join(WAIT)
     assert not thread.is_alive()
     del token, context
+    collect_garbage()
     assert ref() is None
     assert "run" not in thread.__dict__
 
@@ -273,7 +274,7 @@ def test_thread_started_before_uninstall_keeps_its_context() -> None:
     results: queue.Queue[str] = queue.Queue()
 
     def body() -> None:
-        go.wait(TIMEOUT)
+        go.wait(WAIT)
         results.put(request_id.get())
 
     install()
@@ -282,7 +283,7 @@ def test_thread_started_before_uninstall_keeps_its_context() -> None:
     thread.start()
     uninstall()
     go.set()
-    thread.join(TIMEOUT)
+    thread.join(WAIT)
     assert not thread.is_alive()
     assert results.get(timeout=0) == "started-while-installed"
 
@@ -296,7 +297,7 @@ def test_explicit_context_on_314_wins(patched: None) -> None:
     results: queue.Queue[str] = queue.Queue()
     thread = threading.Thread(target=lambda: results.put(request_id.get()), context=given)  # type: ignore[call-arg,unused-ignore]
     thread.start()
-    thread.join(TIMEOUT)
+    thread.join(WAIT)
     assert not thread.is_alive()
     assert results.get(timeout=0) == "given"
 
@@ -318,8 +319,8 @@ def test_submit_runs_in_copy_of_submitter_context(patched: None) -> None:
         first = pool.submit(task)
         request_id.set("second")
         second = pool.submit(task)
-        assert first.result(timeout=TIMEOUT) == ("first", "written-by-task")
-        assert second.result(timeout=TIMEOUT) == ("second", "written-by-task")
+        assert first.result(timeout=WAIT) == ("first", "written-by-task")
+        assert second.result(timeout=WAIT) == ("second", "written-by-task")
     assert request_id.get() == "second"
 
 
@@ -334,7 +335,7 @@ def test_map_captures_once_at_map_call(patched: None) -> None:
     kwargs: dict[str, Any] = {"buffersize": 1} if sys.version_info >= (3, 14) else {}
     with ThreadPoolExecutor(max_workers=2) as pool:
         request_id.set("at-map")
-        results = pool.map(item, range(6), timeout=TIMEOUT, **kwargs)
+        results = pool.map(item, range(6), timeout=WAIT, **kwargs)
         # With buffersize= the later items are submitted while we iterate, here.
         request_id.set("while-iterating")
         assert list(results) == ["at-map"] * 6
@@ -348,12 +349,12 @@ def test_concurrent_submitters_each_see_their_own(patched: None) -> None:
 
         def submitter(index: int) -> tuple[str, str]:
             request_id.set(f"submitter-{index}")
-            barrier.wait(TIMEOUT)
-            return f"submitter-{index}", pool.submit(request_id.get).result(timeout=TIMEOUT)
+            barrier.wait(WAIT)
+            return f"submitter-{index}", pool.submit(request_id.get).result(timeout=WAIT)
 
         with ThreadPoolExecutor(max_workers=count) as outer:
             futures = [outer.submit(contextvars.Context().run, submitter, i) for i in range(count)]
-            pairs = [f.result(timeout=TIMEOUT) for f in futures]
+            pairs = [f.result(timeout=WAIT) for f in futures]
     assert all(expected == got for expected, got in pairs)
 
 
@@ -361,13 +362,13 @@ def test_pool_and_thread_created_before_install_are_covered() -> None:
     """A pool with workers from before install(), and a Thread built before it, propagate."""
     results: queue.Queue[str] = queue.Queue()
     with ThreadPoolExecutor(max_workers=1) as pool:
-        pool.submit(lambda: None).result(timeout=TIMEOUT)  # its worker now exists
+        pool.submit(lambda: None).result(timeout=WAIT)  # its worker now exists
         thread = threading.Thread(target=lambda: results.put(request_id.get()))
         with installed():
             request_id.set("after-install")
-            assert pool.submit(request_id.get).result(timeout=TIMEOUT) == "after-install"
+            assert pool.submit(request_id.get).result(timeout=WAIT) == "after-install"
             thread.start()
-            thread.join(TIMEOUT)
+            thread.join(WAIT)
             assert not thread.is_alive()
     assert results.get(timeout=0) == "after-install"
 
@@ -376,7 +377,7 @@ def test_subclass_of_pool_defined_before_install(patched: None) -> None:
     """A pool subclass defined before install() that calls super().submit() propagates."""
     request_id.set("pool-subclass")
     with EarlyPool(max_workers=1) as pool:
-        assert pool.submit(request_id.get).result(timeout=TIMEOUT) == "pool-subclass"
+        assert pool.submit(request_id.get).result(timeout=WAIT) == "pool-subclass"
         assert pool.submitted == 1
 
 
@@ -394,7 +395,7 @@ def _submit_holding(pool: ThreadPoolExecutor) -> weakref.ref[Token]:
     # Runs in a throwaway context that alone holds the token.
     token = Token()
     payload.set(token)
-    pool.submit(payload.get).result(timeout=TIMEOUT)
+    pool.submit(payload.get).result(timeout=WAIT)
     return weakref.ref(token)
 
 
@@ -403,8 +404,9 @@ def test_idle_worker_pins_no_submitter_value(patched: None) -> None:
     with ThreadPoolExecutor(max_workers=1) as pool:
         ref = contextvars.Context().run(_submit_holding, pool)
         # One worker, FIFO: once this returns, the first task's work item is gone.
-        pool.submit(lambda: None).result(timeout=TIMEOUT)
+        pool.submit(lambda: None).result(timeout=WAIT)
         assert len(pool._threads) == 1
+        collect_garbage()
         assert ref() is None
 
 
@@ -412,7 +414,8 @@ def test_idle_worker_pins_nothing_under_only(ctx_only: None) -> None:
     """With install(only=...), a worker created by submit() pins none of the chosen values."""
     with ThreadPoolExecutor(max_workers=1) as pool:
         ref = contextvars.Context().run(_submit_holding, pool)
-        pool.submit(lambda: None).result(timeout=TIMEOUT)
+        pool.submit(lambda: None).result(timeout=WAIT)
+        collect_garbage()
         assert ref() is None
 
 
@@ -437,8 +440,21 @@ def test_initializer_and_errors_keep_stdlib_behaviour(patched: None) -> None:
     with ThreadPoolExecutor(max_workers=1, initializer=initialized.set) as pool:
         future = pool.submit(boom)
         with pytest.raises(KeyError, match="in-error"):
-            future.result(timeout=TIMEOUT)
+            future.result(timeout=WAIT)
     assert initialized.is_set()
+
+
+def test_any_keyword_reaches_a_plain_pools_task(patched: None) -> None:
+    """Keywords named like submit's or Context.run's own parameters reach the task, the
+    context install() captured around it."""
+
+    def task(*args: Any, **kwargs: Any) -> Any:
+        return args, kwargs, request_id.get()
+
+    kwargs = {"fn": 1, "callable": 2, "self": 3, "context": 4}
+    request_id.set("submitter")
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        assert pool.submit(task, 0, **kwargs).result(timeout=WAIT) == ((0,), kwargs, "submitter")
 
 
 @pytest.mark.skipif(not hasattr(concurrent.futures, "InterpreterPoolExecutor"), reason="3.14+ only")
@@ -446,7 +462,7 @@ def test_interpreter_pool_is_left_alone(patched: None) -> None:
     """3.14's InterpreterPoolExecutor, a ThreadPoolExecutor subclass, still works."""
     pool_cls = concurrent.futures.InterpreterPoolExecutor  # type: ignore[attr-defined,unused-ignore]
     with pool_cls(max_workers=1) as pool:
-        assert pool.submit(pow, 2, 5).result(timeout=60) == 32
+        assert pool.submit(pow, 2, 5).result(timeout=LONG_WAIT) == 32
 
 
 # --------------------------------------------------------------------------
@@ -475,7 +491,7 @@ def test_context_classes_not_double_wrapped(
     request_id.set("ours")
     assert in_plain_thread(request_id.get, ContextThread) == "ours"
     with ContextThreadPoolExecutor(max_workers=1) as pool:
-        assert pool.submit(request_id.get).result(timeout=TIMEOUT) == "ours"
+        assert pool.submit(request_id.get).result(timeout=WAIT) == "ours"
         assert list(pool.map(lambda _: request_id.get(), range(3))) == ["ours"] * 3
     # The pool's worker is a plain Thread started in an empty context: that
     # capture is its only one, and holds nothing.
@@ -492,7 +508,7 @@ def test_context_classes_keep_full_context_under_only() -> None:
         assert in_plain_thread(lambda: read(user)) is LookupError
         assert in_plain_thread(lambda: read(user), ContextThread) == "alice"
         with ContextThreadPoolExecutor(max_workers=1) as pool:
-            assert pool.submit(read, user).result(timeout=TIMEOUT) == "alice"
+            assert pool.submit(read, user).result(timeout=WAIT) == "alice"
 
 
 # --------------------------------------------------------------------------
@@ -508,7 +524,7 @@ def test_only_carries_chosen_vars_and_others_are_unset() -> None:
         in_thread = in_plain_thread(lambda: (read(request_id), read(user), read(payload)))
         with ThreadPoolExecutor(max_workers=1) as pool:
             in_task = pool.submit(lambda: (read(request_id), read(user), read(payload))).result(
-                timeout=TIMEOUT
+                timeout=WAIT
             )
             in_map = list(pool.map(lambda _: (read(request_id), read(user)), range(2)))
     assert in_thread == ("chosen", LookupError, LookupError)
@@ -537,7 +553,7 @@ def test_only_empty_carries_nothing() -> None:
     with installed(only=[]):
         assert in_plain_thread(lambda: read(request_id)) == "none"
         with ThreadPoolExecutor(max_workers=1) as pool:
-            assert pool.submit(read, request_id).result(timeout=TIMEOUT) == "none"
+            assert pool.submit(read, request_id).result(timeout=WAIT) == "none"
 
 
 @pytest.mark.parametrize(
@@ -596,7 +612,7 @@ def test_install_is_idempotent_and_uninstall_restores_identity() -> None:
     # Wrapped as the originals: help() and inspect.signature() look the same.
     assert threading.Thread.start.__wrapped__ is ORIGINAL_START  # type: ignore[attr-defined]
     assert threading.Thread.start.__doc__ == ORIGINAL_START.__doc__
-    assert _inherit.patched is True
+    assert threads_inherit_context()
     assert install_module.is_installed()
     install()
     assert stdlib_state.differences(after_first, stdlib_state.snapshot()) == []
@@ -615,8 +631,8 @@ def test_after_uninstall_threads_behave_as_stdlib() -> None:
     assert in_plain_thread(request_id.get) == ("gone" if inherits else "none")
     with ThreadPoolExecutor(max_workers=1) as pool:
         # Without install() a task runs in its worker's context.
-        pool.submit(request_id.set, "worker-state").result(timeout=TIMEOUT)
-        assert pool.submit(request_id.get).result(timeout=TIMEOUT) == "worker-state"
+        pool.submit(request_id.set, "worker-state").result(timeout=WAIT)
+        assert pool.submit(request_id.get).result(timeout=WAIT) == "worker-state"
 
 
 def test_installed_context_manager() -> None:
@@ -675,7 +691,7 @@ def test_concurrent_install_uninstall_from_many_threads() -> None:
 
     def hammer(index: int) -> None:
         try:
-            barrier.wait(TIMEOUT)
+            barrier.wait(WAIT)
             for round_ in range(rounds):
                 if index % 2:
                     install()
@@ -694,7 +710,7 @@ def test_concurrent_install_uninstall_from_many_threads() -> None:
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join(TIMEOUT * 6)
+        thread.join(WAIT * 6)
         assert not thread.is_alive()
     assert errors.empty(), errors.get()
     _assert_pristine()
@@ -708,7 +724,7 @@ def test_install_usable_in_child_forked_while_lock_held() -> None:
         pid = os.fork()
         if pid == 0:  # pragma: no cover - the child
             # A deadlock here ends the child by SIGALRM instead of hanging the test.
-            signal.alarm(int(TIMEOUT))
+            signal.alarm(int(WAIT))
             ok = False
             try:
                 install()

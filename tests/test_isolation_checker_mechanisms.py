@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Iterator, TypeVar
 
 import pytest
+from bounds import LONG_WAIT, WAIT
 
 from contextthreads import (
     ContextThread,
@@ -47,7 +48,7 @@ def run_on(make_thread: Callable[[Callable[[], None]], threading.Thread]) -> Cal
         box: list[T] = []
         thread = make_thread(lambda: box.append(fn()))
         thread.start()
-        thread.join(5)
+        thread.join(WAIT)
         assert not thread.is_alive()
         return box[0]
 
@@ -92,14 +93,14 @@ def test_context_timer_isolates() -> None:
 
 def test_executor_submit_isolates(pool: ContextThreadPoolExecutor) -> None:
     """ContextThreadPoolExecutor.submit() runs each task in a copy of the submitter's context."""
-    check_context_isolation(lambda fn: pool.submit(fn).result(timeout=5))
+    check_context_isolation(lambda fn: pool.submit(fn).result(timeout=WAIT))
 
 
 def test_executor_map_isolates(pool: ContextThreadPoolExecutor) -> None:
     """ContextThreadPoolExecutor.map() runs each item in a copy of the context at map()."""
 
     def spawn(fn: Callable[[], T]) -> T:
-        results: list[T] = list(pool.map(call, [fn], timeout=5))
+        results: list[T] = list(pool.map(call, [fn], timeout=WAIT))
         return results[0]
 
     check_context_isolation(spawn)
@@ -138,14 +139,14 @@ class TestInstalled:
     def test_plain_pool_submit_isolates(self) -> None:
         """ThreadPoolExecutor.submit() under install() runs each task in its own copy."""
         with ThreadPoolExecutor(2) as executor:
-            check_context_isolation(lambda fn: executor.submit(fn).result(timeout=5))
+            check_context_isolation(lambda fn: executor.submit(fn).result(timeout=WAIT))
 
     def test_plain_pool_map_isolates(self) -> None:
         """ThreadPoolExecutor.map() under install() runs each item in its own copy."""
         with ThreadPoolExecutor(2) as executor:
 
             def spawn(fn: Callable[[], T]) -> T:
-                results: list[T] = list(executor.map(call, [fn], timeout=5))
+                results: list[T] = list(executor.map(call, [fn], timeout=WAIT))
                 return results[0]
 
             check_context_isolation(spawn)
@@ -184,13 +185,17 @@ def test_fluster_worker_pool_isolates_its_context_vars() -> None:
 
     config = WorkerPoolConfig(num_workers=2, context_vars=VARIABLE_POOL)
     with LocalCluster() as cluster, fluster_ctx_scope(cluster.context()):
-        with WorkerPool(cluster.client(), config, timeout=60) as workers:
+        with WorkerPool(cluster.client(), config, timeout=LONG_WAIT) as workers:
             check_context_isolation(
-                lambda fn: workers.submit(fn).result(timeout=60), max_examples=10, timeout=60
+                lambda fn: workers.submit(fn).result(timeout=LONG_WAIT),
+                max_examples=10,
+                timeout=LONG_WAIT,
             )
-        bare = WorkerPool(cluster.client(), WorkerPoolConfig(num_workers=1), timeout=60)
+        bare = WorkerPool(cluster.client(), WorkerPoolConfig(num_workers=1), timeout=LONG_WAIT)
         with bare, pytest.raises(ContextIsolationError) as info:
             check_context_isolation(
-                lambda fn: bare.submit(fn).result(timeout=60), max_examples=1, timeout=60
+                lambda fn: bare.submit(fn).result(timeout=LONG_WAIT),
+                max_examples=1,
+                timeout=LONG_WAIT,
             )
     assert "spawned code saw request_id unset, but spawner A had request_id='A1'" in str(info.value)

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import contextvars
+import functools
 import threading
 from typing import Any, Callable, Iterator
 
 import pytest
+from bounds import LONG_WAIT, WAIT
 from hypothesis import given
 from hypothesis import strategies as st
-from spawning import TIMEOUT, launch, run_tree
+from spawning import launch, run_tree
 from strategies import (
     MECHANISMS,
     Assignment,
@@ -23,8 +25,6 @@ from strategies import (
 )
 
 from contextthreads import ContextThread, ContextThreadPoolExecutor, ContextTimer, bind
-
-WAIT = 5.0
 
 
 def in_fresh_context(fn: Callable[[], Any]) -> Any:
@@ -159,7 +159,7 @@ def test_map_sees_values_at_map(
         apply(before)
         expected = snapshot()
         probes = [Probe(w) for w in writes]
-        results = pool.map(lambda probe: probe(), probes, timeout=TIMEOUT)
+        results = pool.map(lambda probe: probe(), probes, timeout=LONG_WAIT)
         apply(after_map)
         mine = snapshot()
         for probe in probes:
@@ -227,7 +227,7 @@ def test_one_worker_pool_map_items_never_see_earlier_items(
         probes = [Probe(w) for w in writes]
         for probe in probes:
             probe.go.set()
-        results = list(one_worker.map(lambda probe: probe(), probes, timeout=TIMEOUT))
+        results = list(one_worker.map(lambda probe: probe(), probes, timeout=LONG_WAIT))
         assert results == [expected] * len(probes)
 
     in_fresh_context(body)
@@ -291,7 +291,7 @@ def test_concurrent_siblings_never_see_each_other(
     def body() -> None:
         apply(base)
         expected = snapshot()
-        handles = [launch(mechanism, lambda w=w: child(w, expected), pool) for w in writes]
+        handles = [launch(mechanism, functools.partial(child, w, expected), pool) for w in writes]
         for handle in handles:
             handle.wait()
         assert snapshot() == expected

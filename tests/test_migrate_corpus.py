@@ -56,10 +56,12 @@ def _compiles(path: Path) -> bool:
     return True
 
 
+#: Pristine and migrated copies of the corpus, and the migration's output.
+Migrated = tuple[Path, Path, subprocess.CompletedProcess[str]]
+
+
 @pytest.fixture(scope="module")
-def migrated(
-    tmp_path_factory: pytest.TempPathFactory,
-) -> tuple[Path, Path, subprocess.CompletedProcess[str]]:
+def migrated(tmp_path_factory: pytest.TempPathFactory) -> Migrated:
     """Return pristine and migrated copies of the corpus, and the migration's output."""
     pristine = tmp_path_factory.mktemp("pristine")
     work = tmp_path_factory.mktemp("migrated")
@@ -75,7 +77,7 @@ def _rewritten(proc: subprocess.CompletedProcess[str]) -> list[Path]:
     return [Path(line[len("rewrote ") :]) for line in proc.stdout.splitlines()]
 
 
-def test_monkeypatching_modules_are_left_byte_for_byte(migrated: tuple[Path, Path, object]) -> None:
+def test_monkeypatching_modules_are_left_byte_for_byte(migrated: Migrated) -> None:
     """Sentry's and OpenTelemetry's threading integrations (they patch the stdlib) are untouched."""
     pristine, work, _ = migrated
     for path in (SENTRY_PATCHES, OTEL_PATCHES):
@@ -87,7 +89,7 @@ def test_monkeypatching_modules_are_left_byte_for_byte(migrated: tuple[Path, Pat
     assert "import threading\n" in otel
 
 
-def test_no_rewritten_line_patches_or_passes_a_class(migrated: tuple[Path, Path, object]) -> None:
+def test_no_rewritten_line_patches_or_passes_a_class(migrated: Migrated) -> None:
     """Across every rewritten file, contextthreads' classes are only built, subclassed or
     called through: never assigned to, read for patching, or passed as an argument."""
     _, work, proc = migrated
@@ -99,7 +101,7 @@ def test_no_rewritten_line_patches_or_passes_a_class(migrated: tuple[Path, Path,
                 assert not AS_VALUE.search(line), (path, line)
 
 
-def test_builds_and_subclasses_are_rewritten(migrated: tuple[Path, Path, object]) -> None:
+def test_builds_and_subclasses_are_rewritten(migrated: Migrated) -> None:
     """What starts work is rewritten: Sentry's TimeoutThread and its base call, its worker
     thread, anyio's WorkerThread and OpenTelemetry's batch processors and pools."""
     _, work, proc = migrated

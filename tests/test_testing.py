@@ -13,11 +13,12 @@ from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Any, Callable, Iterator, TypeVar
 
 import pytest
+from bounds import LONG_WAIT, WAIT
 from hypothesis import given
 from hypothesis import strategies as st
 
 from contextthreads import ContextThreadPoolExecutor, bind
-from contextthreads._inherit import threads_inherit_context
+from contextthreads._install import threads_inherit_context
 from contextthreads.testing import (
     VARIABLE_POOL,
     ContextIsolationError,
@@ -48,7 +49,7 @@ def in_plain_thread(fn: Callable[[], T]) -> T:
     box: list[T] = []
     thread = threading.Thread(target=lambda: box.append(fn()))
     thread.start()
-    thread.join(5)
+    thread.join(WAIT)
     assert not thread.is_alive()
     return box[0]
 
@@ -165,13 +166,13 @@ def test_scenario_describe_tells_the_story() -> None:
 
 def test_checker_passes_context_pool(good_pool: ContextThreadPoolExecutor) -> None:
     """A ContextThreadPoolExecutor used as documented passes check_context_isolation()."""
-    check_context_isolation(lambda fn: good_pool.submit(fn).result(timeout=5))
+    check_context_isolation(lambda fn: good_pool.submit(fn).result(timeout=WAIT))
 
 
 def test_checker_accepts_user_variables(good_pool: ContextThreadPoolExecutor) -> None:
     """check_context_isolation(variables=...) checks the caller's own variables."""
     check_context_isolation(
-        lambda fn: good_pool.submit(fn).result(timeout=5),
+        lambda fn: good_pool.submit(fn).result(timeout=WAIT),
         variables=[module_level_var],
         max_examples=5,
     )
@@ -181,14 +182,16 @@ def test_checker_accepts_user_variables(good_pool: ContextThreadPoolExecutor) ->
 def test_assert_context_isolation_is_a_given_building_block(scenario: IsolationScenario) -> None:
     """assert_context_isolation() checks one drawn scenario inside the user's own @given test."""
     with ContextThreadPoolExecutor(2) as pool:
-        assert_context_isolation(lambda fn: pool.submit(fn).result(timeout=5), scenario)
+        assert_context_isolation(lambda fn: pool.submit(fn).result(timeout=WAIT), scenario)
 
 
 def test_checker_ignores_the_callers_context(good_pool: ContextThreadPoolExecutor) -> None:
     """Values the test itself has set do not confuse the checker: spawners start empty."""
     token = request_id.set("set-by-the-test")
     try:
-        check_context_isolation(lambda fn: good_pool.submit(fn).result(timeout=5), max_examples=5)
+        check_context_isolation(
+            lambda fn: good_pool.submit(fn).result(timeout=WAIT), max_examples=5
+        )
         assert request_id.get() == "set-by-the-test"
     finally:
         request_id.reset(token)
@@ -203,7 +206,7 @@ def test_checker_names_values_from_outside() -> None:
         request_id.reset(token)
     with pool, pytest.raises(ContextIsolationError) as info:
         assert_context_isolation(
-            lambda fn: pool.submit(fn).result(timeout=5), one_spawner(SpawnStep((), ()))
+            lambda fn: pool.submit(fn).result(timeout=WAIT), one_spawner(SpawnStep((), ()))
         )
     assert (
         "spawned code saw request_id='set-by-the-test' (a value the checker never set: it came "
@@ -240,7 +243,7 @@ def test_checker_fails_plain_thread_pool_either_way() -> None:
     task's writes reach the next.
     """
     with ThreadPoolExecutor(2) as pool, pytest.raises(ContextIsolationError) as info:
-        check_context_isolation(lambda fn: pool.submit(fn).result(timeout=5))
+        check_context_isolation(lambda fn: pool.submit(fn).result(timeout=WAIT))
     if getattr(sys.flags, "thread_inherit_context", 0):
         expected = (
             "spawned code saw tenant='written-in-A1' (written inside the code spawner A "
@@ -259,7 +262,7 @@ def test_checker_fails_shared_context_pool_subclass() -> None:
     AssertionError subclass, so pytest reports it as a test failure.
     """
     with SharedContextExecutor(2) as pool, pytest.raises(ContextIsolationError) as info:
-        check_context_isolation(lambda fn: pool.submit(fn).result(timeout=5))
+        check_context_isolation(lambda fn: pool.submit(fn).result(timeout=WAIT))
     assert isinstance(info.value, AssertionError)
     assert "spawned code saw request_id unset, but spawner A had request_id='A1'" in str(info.value)
 
@@ -268,14 +271,14 @@ def test_checker_catches_writes_leaking_through_a_shared_context() -> None:
     """A pool that replays values into one shared Context leaks writes into the next task."""
     scenario = one_spawner(SpawnStep(sets=(0,), writes=(1,)), SpawnStep(sets=(), writes=()))
     with ReplayingExecutor(1) as pool, pytest.raises(ContextIsolationError) as info:
-        assert_context_isolation(lambda fn: pool.submit(fn).result(timeout=5), scenario)
+        assert_context_isolation(lambda fn: pool.submit(fn).result(timeout=WAIT), scenario)
     assert (
         "spawned code saw tenant='written-in-A1' (written inside the code spawner A "
         "spawned with spawn #1), but spawner A had tenant unset when it called spawn() "
         "(spawn #2): writes inside spawned code must never reach other spawns"
     ) in str(info.value)
     with ReplayingExecutor(2) as pool, pytest.raises(ContextIsolationError):
-        check_context_isolation(lambda fn: pool.submit(fn).result(timeout=5))
+        check_context_isolation(lambda fn: pool.submit(fn).result(timeout=WAIT))
 
 
 def test_checker_explains_one_context_entered_twice() -> None:
@@ -297,11 +300,11 @@ def test_checker_explains_one_context_entered_twice() -> None:
 
             def hold() -> T:
                 entered.set()
-                attempted.wait(5)
+                attempted.wait(WAIT)
                 return fn()
 
             return shared.run(hold)
-        entered.wait(5)
+        entered.wait(WAIT)
         try:
             return shared.run(fn)
         finally:
@@ -355,7 +358,7 @@ def test_checker_catches_values_from_another_spawner() -> None:
         # Both spawners have set their values; then both use the first one's context.
         with lock:
             shared.append(contextvars.copy_context())
-        arrived.wait(5)
+        arrived.wait(WAIT)
         with lock:
             context = shared[0].copy()
         return context.run(fn)
@@ -382,7 +385,7 @@ def test_checker_wait_is_bounded() -> None:
     release = threading.Event()
 
     def spawn(fn: Callable[[], T]) -> T:
-        release.wait(10)
+        release.wait(WAIT)
         return fn()
 
     try:
@@ -442,6 +445,10 @@ def test_probe_with_local_variable_refuses_to_pickle() -> None:
         pickle.dumps(_Probe((local,), (), "A1:0"))
 
 
+@pytest.mark.skipif(
+    not hasattr(ProcessPoolExecutor, "_adjust_process_count"),
+    reason="this ProcessPoolExecutor cannot start spawned workers (Debian's PyPy 7.3.11)",
+)
 def test_checker_runs_probes_in_another_process() -> None:
     """A process pool runs the probes; the values do not cross, and the checker says so.
 
@@ -452,9 +459,9 @@ def test_checker_runs_probes_in_another_process() -> None:
     pool = ProcessPoolExecutor(1, mp_context=spawning)
     with pool, pytest.raises(ContextIsolationError) as info:
         assert_context_isolation(
-            lambda fn: pool.submit(fn).result(timeout=60),
+            lambda fn: pool.submit(fn).result(timeout=LONG_WAIT),
             one_spawner(SpawnStep((0,), (0,))),
-            timeout=60,
+            timeout=LONG_WAIT,
         )
     assert "spawned code saw request_id unset, but spawner A had request_id='A1'" in str(info.value)
 

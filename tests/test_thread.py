@@ -9,11 +9,12 @@ import threading
 from typing import Any
 
 import pytest
-from conftest import WAIT, ExceptHookRecorder, joined
+from bounds import WAIT
+from conftest import ExceptHookRecorder, joined
 
 import contextthreads
 from contextthreads import ContextThread
-from contextthreads._inherit import threads_inherit_context
+from contextthreads._install import threads_inherit_context
 
 var: contextvars.ContextVar[str] = contextvars.ContextVar("test_thread_var")
 
@@ -247,7 +248,7 @@ def test_subclass_owning_a_context_attribute_still_works() -> None:
     class Custom(ContextThread):
         def __init__(self) -> None:
             super().__init__()
-            self._context = "mine"
+            self._context = "mine"  # type: ignore[assignment, unused-ignore]
 
         def run(self) -> None:
             seen.append(f"{self._context}:{var.get('unset')}")
@@ -427,7 +428,7 @@ def test_subclass_overriding_bootstrap_gets_starter_context() -> None:
     class Own(ContextThread):
         def _bootstrap(self) -> None:
             var.set("written by the override")  # in the new thread, outside run()'s context
-            super()._bootstrap()  # type: ignore[misc]
+            super()._bootstrap()  # type: ignore[misc, unused-ignore]
 
     def body() -> None:
         thread = Own(target=lambda: seen.append(var.get("unset")))

@@ -8,7 +8,8 @@ import threading
 from typing import Any
 
 import pytest
-from conftest import WAIT, ExceptHookRecorder, joined
+from bounds import WAIT
+from conftest import ExceptHookRecorder, joined
 
 import contextthreads
 from contextthreads import ContextThread, ContextTimer

@@ -82,16 +82,48 @@ def lookup_context_var(module: str | None, attr: str | None, name: str) -> Any:
         return var
 
 
+_HEAP_TYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE: a class made by a class statement
+
+
+def _stateful_builtin(pickler: Any, cls: type) -> bool:
+    """Return whether a ``cls`` object has state pickling cannot see (PyPy; see ``_Pickler``).
+
+    A built-in type that neither the pickler's tables nor a reduce method of its own
+    handle: a lock, a generator, a frame, a ``threading.local``.
+    """
+    if cls.__flags__ & _HEAP_TYPE or cls is object or issubclass(cls, type):
+        return False
+    if cls in pickler.dispatch or cls in pickler.dispatch_table:
+        return False
+    return (
+        cls.__reduce_ex__ is object.__reduce_ex__
+        and cls.__reduce__ is object.__reduce__
+        and getattr(cls, "__getstate__", None) is getattr(object, "__getstate__", None)
+        and not hasattr(cls, "__getnewargs_ex__")
+        and not hasattr(cls, "__getnewargs__")
+    )
+
+
 def _pickler() -> Any:
     global _pickler_class
     if _pickler_class is None:
         base = _module().CloudPickler
+        # On PyPy, cloudpickle builds on pickle's pure-Python Pickler, which calls a
+        # reducer_override() if there is one but has none of its own.
+        parent = getattr(base, "reducer_override", None)
 
         class _Pickler(base):  # type: ignore[misc, valid-type]
             def reducer_override(self, obj: Any) -> Any:
                 if type(obj) is contextvars.ContextVar:
                     return lookup_context_var, _locate(obj)
-                return super().reducer_override(obj)
+                if parent is not None:
+                    return parent(self, obj)
+                if _stateful_builtin(self, type(obj)):
+                    # What CPython's pickle refuses (its C state cannot be saved);
+                    # PyPy's would save it as empty, and fail, or worse, on loads.
+                    cls = type(obj)
+                    raise TypeError(f"cannot pickle '{cls.__module__}.{cls.__name__}' object")
+                return NotImplemented
 
         _pickler_class = _Pickler
     return _pickler_class

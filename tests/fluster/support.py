@@ -14,10 +14,12 @@ import sys
 import threading
 from typing import Any
 
+from bounds import LONG_WAIT
+
 from contextthreads.fluster import FrameChannel
 
-#: Bound on every wait in these tests. Generous: two busy cores start interpreters slowly.
-WAIT = 30.0
+#: Bound on every wait in these tests: they start worker processes and talk over sockets.
+WAIT = LONG_WAIT
 #: The cluster secret of the in-process servers (controller, actors) the tests start.
 SECRET = "fluster-test-secret"
 
