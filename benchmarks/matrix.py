@@ -1,4 +1,4 @@
-"""Run the benchmarks under every interpreter found; print the README's tables.
+"""Run the benchmarks under every interpreter found; print the tables of docs/explanation/performance.md.
 
 Usage: ``python benchmarks/matrix.py [--smoke] [--case N ...] [--python PATH ...]``.
 

@@ -123,7 +123,7 @@ if sys.version_info >= (3, 14):
         fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> tuple[contextvars.Context, Any, tuple[Any, ...], dict[str, Any] | None]:
         # An empty keyword dict is let go: a queued task then keeps as many
-        # objects as the stdlib's, the copy included (README: Benchmarks).
+        # objects as the stdlib's, the copy included (docs/explanation/performance.md).
         return (_copy_context(), fn, args, kwargs or None)
 
     class _WorkerContext(WorkerContext):
@@ -177,7 +177,7 @@ else:
         Runs once, on one worker; needs no locking. The worker needs only
         ``future`` and ``run()``. In a burst every queued item lives through
         the collections it spans, and each object it keeps brings the next
-        full collection closer (see the README's Benchmarks), so it keeps no
+        full collection closer (docs/explanation/performance.md), so it keeps no
         more than the stdlib's ``_WorkItem``: slots (no instance dict before
         3.11), the context beside the call rather than in a tuple with it, and
         no empty keyword dict, which makes room for the context itself.

@@ -33,7 +33,7 @@ TIMEOUT = 120
 #: Hand-offs that enter a context of their own inside whatever wraps them.
 #: Sentry's wrapper forks the starter's scope around the work; these then
 #: enter a copy holding the starter's scope object itself, shared by
-#: reference, as the README says under "Living with other instrumentation".
+#: reference, as docs/howto/instrumentation.md says.
 ENTER_THEIR_OWN_COPY = {"bind", "run_in_executor(ThreadPoolExecutor)"}
 
 
@@ -155,7 +155,7 @@ def test_every_order_of_setup_and_removal(
     # What Sentry and OpenTelemetry do to each other, whatever we do: with
     # OpenTelemetry first, Timer keeps its own copy of start(), which Sentry's
     # wrapper never reaches, and its wrappers end up inside Sentry's, beyond
-    # the reach of its uninstrument(). The README says so.
+    # the reach of its uninstrument(). docs/howto/instrumentation.md says so.
     if setup.index("otel") < setup.index("sentry"):
         assert {check: found for check, found in control["problems"].items() if found} == {
             "ContextTimer": [

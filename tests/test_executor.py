@@ -458,7 +458,7 @@ def test_a_queued_task_keeps_no_more_objects_than_the_stdlibs(
     """A task waiting in our queue, its copy of the context included, keeps no more objects
     of the cyclic GC's allocated than one in the stdlib's, unless it has keyword arguments
     (then one more: the copy). In a burst, each object more per queued task brings CPython's
-    next full collection closer (README, Benchmarks)."""
+    next full collection closer (docs/explanation/performance.md)."""
     with ThreadPoolExecutor(1) as stdlib, ContextThreadPoolExecutor(1) as ours:
         theirs = _kept_per_queued_task(stdlib, *args, **kwargs)
         assert _kept_per_queued_task(ours, *args, **kwargs) <= theirs + more + 0.01
