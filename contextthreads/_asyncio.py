@@ -42,6 +42,20 @@ def use_context_executor(
     loop already had is shut down without waiting (calls already running in it
     finish). ``asyncio.run()`` and ``loop.shutdown_default_executor()`` shut
     the new one down as they do any default executor.
+
+    Args:
+        loop: The event loop to set up; ``None`` for the running one.
+        max_workers: The new pool's ``max_workers``, a positive int; ``None``
+            for ``ThreadPoolExecutor``'s default.
+
+    Returns:
+        The ``ContextThreadPoolExecutor`` now the loop's default executor.
+
+    Raises:
+        RuntimeError: With ``loop=None`` outside a running loop, or when the
+            loop is closed.
+        TypeError: When ``loop`` is not an ``asyncio.AbstractEventLoop``.
+        ValueError: When ``max_workers`` is 0 or less.
     """
     if loop is None:
         loop = asyncio.get_running_loop()
@@ -76,6 +90,23 @@ async def run_in_executor(
     Cancelling the awaiting task stops the wait, not the call already running
     in its thread, as with ``asyncio.to_thread``. Safe to call from any number
     of tasks at once.
+
+    Args:
+        executor: A thread-based ``concurrent.futures.Executor``, or ``None``
+            for the running loop's default executor; positional-only.
+        fn: The callable to run; positional-only.
+        *args: Its positional arguments.
+        **kwargs: Its keyword arguments (any names, ``executor`` and ``fn``
+            included).
+
+    Returns:
+        What ``fn`` returns, once the call in the thread is done; its
+        exception is raised instead if it raised.
+
+    Raises:
+        TypeError: When ``executor`` is neither ``None`` nor an ``Executor``,
+            is a process or interpreter pool, or ``fn`` is not callable.
+        RuntimeError: When called outside a running event loop.
     """
     if executor is not None and not isinstance(executor, Executor):
         raise TypeError(

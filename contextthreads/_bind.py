@@ -67,7 +67,17 @@ def bind(fn: Callable[P, T], /) -> Callable[P, T]:
     concurrently from any threads, see the values that were current at
     ``bind()``, and never see each other's writes or leak writes to the caller.
     ``functools.wraps`` metadata (``__name__``, ``__doc__``, ``__wrapped__``...)
-    is kept.
+    is kept. Binding and calling are thread-safe.
+
+    Args:
+        fn: Any callable; positional-only.
+
+    Returns:
+        A callable with ``fn``'s parameters and return type, whose every call
+        runs ``fn`` in a fresh copy of the context at ``bind()``.
+
+    Raises:
+        TypeError: When ``fn`` is not callable.
     """
     if not callable(fn):
         raise TypeError(f"bind() argument must be callable, not {type(fn).__name__}")

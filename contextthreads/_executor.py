@@ -246,7 +246,7 @@ else:
 
 
 class ContextThreadPoolExecutor(ThreadPoolExecutor):
-    """A ``ThreadPoolExecutor`` that runs each task in its submitter's context.
+    """Run each task on a pool of threads in its submitter's context (a drop-in ThreadPoolExecutor).
 
     ``submit()`` takes a fresh copy of the caller's context and runs the task
     in it: the task sees the values current at ``submit()``, and nothing it
@@ -269,6 +269,28 @@ class ContextThreadPoolExecutor(ThreadPoolExecutor):
     stdlib's check for an idle one, which could start no thread by then.
     Everything else, including thread safety of ``submit``/``map``/``shutdown``,
     is ``concurrent.futures.ThreadPoolExecutor``'s own behaviour.
+
+    The constructor keeps ``ThreadPoolExecutor``'s signature on each version,
+    ``(max_workers=None, thread_name_prefix="", initializer=None,
+    initargs=())``, and on 3.14+ the keyword arguments its
+    ``prepare_context`` hook takes; ``submit(fn, /, *args, **kwargs)`` and
+    ``map(fn, *iterables, timeout=None, chunksize=1)`` (3.14+:
+    ``buffersize=None``) keep theirs.
+
+    Args:
+        max_workers: The most threads the pool starts, a positive int;
+            ``None`` for the stdlib's default, ``min(32, cpu_count + 4)``.
+        thread_name_prefix: The prefix of the worker threads' names.
+        initializer: A callable each worker calls once, before its first
+            task, in a copy of the context current at construction; ``None``
+            for none.
+        initargs: The positional arguments for ``initializer``, a tuple.
+        **ctxkwargs: On 3.14+, what the stdlib passes on to
+            ``prepare_context`` (for a subclass's own hook).
+
+    Raises:
+        ValueError: When ``max_workers`` is 0 or less.
+        TypeError: When ``initializer`` is neither ``None`` nor callable.
     """
 
     if sys.version_info >= (3, 14):
@@ -312,7 +334,22 @@ class ContextThreadPoolExecutor(ThreadPoolExecutor):
         def prepare_context(
             cls, initializer: Any, initargs: tuple[Any, ...], **ctxkwargs: Any
         ) -> tuple[Callable[[], Any], Callable[..., Any]]:
-            """Return the stdlib's worker hooks, resolving each task in the caller's context."""
+            """Return the stdlib's worker hooks, resolving each task in the caller's context.
+
+            CPython 3.14's hook, called by the constructor; the stdlib's
+            ``submit()`` calls the resolver it returns in the submitting
+            thread, so the copy is taken there.
+
+            Args:
+                initializer: The pool's initializer, already bound to the
+                    construction-time context.
+                initargs: The positional arguments for ``initializer``.
+                **ctxkwargs: The constructor's extra keyword arguments.
+
+            Returns:
+                The stdlib's pair: a factory for a worker's context object,
+                and a function that turns ``(fn, args, kwargs)`` into a task.
+            """
             parent = super().prepare_context
             create_context, resolve_task = parent(initializer, initargs, **ctxkwargs)
             if getattr(parent, "__func__", None) is _STOCK_PREPARE_CONTEXT:
@@ -340,7 +377,26 @@ class ContextThreadPoolExecutor(ThreadPoolExecutor):
         _contextthreads_stock_submit: ClassVar[bool] = True
 
         def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
-            """Run ``fn(*args, **kwargs)`` in a worker, in a copy of the caller's context."""
+            """Run ``fn(*args, **kwargs)`` in a worker, in a copy of the caller's context.
+
+            Thread-safe, as the stdlib's. The copy is taken here, in the
+            calling thread; the call sees the values current now, and what
+            it writes stays in its copy.
+
+            Args:
+                fn: The callable to run.
+                *args: Its positional arguments.
+                **kwargs: Its keyword arguments.
+
+            Returns:
+                A ``concurrent.futures.Future`` for the call's result.
+
+            Raises:
+                RuntimeError: After ``shutdown()``, or once the interpreter is
+                    shutting down.
+                concurrent.futures.thread.BrokenThreadPool: When an
+                    initializer failed.
+            """
             # Read on every call: a wrapper installed later must still run.
             if ThreadPoolExecutor.submit is not _STOCK_SUBMIT or not (
                 self._contextthreads_stock_submit
@@ -379,7 +435,30 @@ class ContextThreadPoolExecutor(ThreadPoolExecutor):
             chunksize: int = 1,
             buffersize: int | None = None,
         ) -> Iterator[T]:
-            """Return ``map(fn, *iterables)``, each call in a copy of the context at ``map()``."""
+            """Return ``map(fn, *iterables)``, each call in a copy of the context at ``map()``.
+
+            Thread-safe, as the stdlib's. Items that ``buffersize=`` submits
+            later, while the caller iterates, run in copies of the
+            ``map()``-time context too, not of the iterating thread's.
+
+            Args:
+                fn: The callable to call with one item of each iterable.
+                *iterables: The iterables to take the arguments from.
+                timeout: Seconds the iterator waits for each result, counted
+                    from the ``map()`` call; ``None`` waits for ever.
+                chunksize: Ignored by thread pools, as in the stdlib.
+                buffersize: How many calls may be submitted ahead of the
+                    results taken; ``None`` submits every item now.
+
+            Returns:
+                An iterator of the results, in order.
+
+            Raises:
+                TimeoutError: From the iterator, when a result is not ready
+                    in time.
+                TypeError: When ``buffersize`` is neither ``None`` nor an int.
+                ValueError: When ``buffersize`` is less than 1.
+            """
             if buffersize is None:
                 return super().map(fn, *iterables, timeout=timeout, chunksize=chunksize)
             # Later items are submitted wherever the caller iterates.

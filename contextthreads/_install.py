@@ -453,6 +453,16 @@ def install(*, only: Iterable[contextvars.ContextVar[Any]] | None = None) -> Non
     ``uninstall()`` puts the very same function objects back. Calling
     ``install()`` again with the same ``only`` does nothing; with a different
     one it raises ``RuntimeError`` (call ``uninstall()`` first). Thread-safe.
+
+    Args:
+        only: The ``contextvars.ContextVar`` objects to carry, any iterable of
+            them; ``None`` (the default) carries every variable.
+
+    Raises:
+        TypeError: When ``only`` is not an iterable of ``ContextVar`` objects
+            (a single ``ContextVar`` included).
+        RuntimeError: When ``install()`` or an ``installed()`` block is
+            already in effect with a different ``only``.
     """
     chosen = _checked_only(only)
     global _explicit
@@ -486,6 +496,9 @@ def is_installed() -> bool:
     True from ``install()`` until the ``uninstall()`` that takes the patch out,
     and while any ``installed()`` block is open. Thread-safe; the answer may be
     stale by the time another thread installs or uninstalls.
+
+    Returns:
+        ``True`` while the patch is in place, else ``False``.
     """
     return _switch is not None
 
@@ -510,6 +523,18 @@ def installed(*, only: Iterable[contextvars.ContextVar[Any]] | None = None) -> I
     close in any order from any threads. A block inside ``install()`` leaves it
     in effect on exit. ``only`` must match the one already in effect, else
     ``RuntimeError``. Thread-safe.
+
+    Args:
+        only: The ``contextvars.ContextVar`` objects to carry, any iterable of
+            them; ``None`` (the default) carries every variable.
+
+    Yields:
+        ``None``, once the patch is in place.
+
+    Raises:
+        TypeError: When ``only`` is not an iterable of ``ContextVar`` objects.
+        RuntimeError: When ``install()`` or another block is in effect with a
+            different ``only``.
     """
     chosen = _checked_only(only)
     global _blocks

@@ -89,24 +89,46 @@ if sys.version_info < (3, 14):
 
 
 class ContextThread(threading.Thread):
-    """A ``threading.Thread`` whose ``run()`` runs in a ``contextvars.Context``.
+    """Run ``run()`` in a new thread, in a copy of its starter's context (a drop-in Thread).
 
     With ``context=None`` (the default) the thread runs in a copy of the
     context of whoever calls ``start()``, taken inside ``start()``: values set
     before or after construction are seen, and nothing the thread writes leaks
     back. This is CPython 3.14's ``Thread(context=...)`` with inheritance on,
-    whatever ``sys.flags.thread_inherit_context`` says. Pass a
-    ``contextvars.Context`` to run in that very one (anything else makes
-    ``start()`` raise ``TypeError``); a Context can be entered by one thread at
-    a time, and one already entered elsewhere fails as CPython fails:
+    whatever ``sys.flags.thread_inherit_context`` says. Given a
+    ``contextvars.Context``, the thread runs in that very one, so its writes
+    are seen there afterwards; a Context can be entered by one thread at a
+    time, and one already entered elsewhere fails as CPython fails:
     ``RuntimeError: cannot enter context`` reaches ``threading.excepthook``.
 
     The whole of ``run()`` runs in the context, so subclasses that override it
     need not call ``super().run()``. Everything else (``join``, ``daemon``,
-    names, exceptions through ``threading.excepthook``, a second ``start()``
-    raising ``RuntimeError``) is ``threading.Thread``'s own behaviour. The
-    thread drops its reference to the context when ``run()`` ends, so the
-    values it held do not outlive the thread.
+    names, exceptions through ``threading.excepthook``, which runs outside the
+    context as on 3.14) is ``threading.Thread``'s own behaviour, thread
+    safety included. The thread drops its reference to the context when
+    ``run()`` ends, so the values it held do not outlive the thread.
+
+    The constructor keeps ``threading.Thread``'s signature, ``(group=None,
+    target=None, name=None, args=(), kwargs=None, *, daemon=None)``, on every
+    version, and adds the keyword-only ``context=`` of CPython 3.14's.
+
+    Args:
+        group: Reserved, as in ``threading.Thread``: must be ``None``.
+        target: The callable ``run()`` calls; ``None`` calls nothing.
+        name: The thread's name; ``None`` gives ``Thread-N`` (with the
+            target's name on 3.10+), as the stdlib does.
+        args: The positional arguments for ``target``, any iterable.
+        kwargs: The keyword arguments for ``target``, a mapping or ``None``.
+        daemon: Whether the thread is a daemon; ``None`` takes the flag of
+            the thread that constructs it.
+        context: The ``contextvars.Context`` to run in; ``None`` for a copy
+            of the caller of ``start()``'s context.
+
+    Raises:
+        TypeError: From ``start()``, when ``context`` is neither ``None`` nor
+            a ``contextvars.Context``.
+        RuntimeError: From ``start()``, when the thread was already started
+            (``threading.Thread``'s own check).
     """
 
     # Every method here runs once per thread: each Python call, attribute and
@@ -262,12 +284,32 @@ class ContextThread(threading.Thread):
 
 
 class ContextTimer(ContextThread, threading.Timer):
-    """A ``threading.Timer`` whose function runs in a ``contextvars.Context``.
+    """Call a function after a delay, in a copy of its starter's context (a drop-in Timer).
 
     The context rules are ``ContextThread``'s: by default a copy of the context
-    of the caller of ``start()``; with ``context=`` that Context itself.
-    ``cancel()``, ``interval``, ``finished`` and the rest are
-    ``threading.Timer``'s own.
+    of the caller of ``start()``, taken there; with ``context=`` that Context
+    itself. ``cancel()`` (thread-safe), ``interval``, ``finished`` and the
+    rest are ``threading.Timer``'s own.
+
+    The constructor keeps ``threading.Timer``'s signature, ``(interval,
+    function, args=None, kwargs=None)``, and adds the keyword-only
+    ``context=``.
+
+    Args:
+        interval: Seconds to wait after ``start()`` before calling
+            ``function``, an int or float.
+        function: The callable to call unless ``cancel()`` came first.
+        args: The positional arguments for ``function``, any iterable;
+            ``None`` for none.
+        kwargs: The keyword arguments for ``function``, a mapping; ``None``
+            for none.
+        context: The ``contextvars.Context`` to run in; ``None`` for a copy
+            of the caller of ``start()``'s context.
+
+    Raises:
+        TypeError: From ``start()``, when ``context`` is neither ``None`` nor
+            a ``contextvars.Context``.
+        RuntimeError: From ``start()``, when the timer was already started.
     """
 
     if sys.version_info >= (3, 14):

@@ -251,7 +251,12 @@ def _documented_callables(package: str) -> Iterator[tuple[str, Any, Callable[...
 
 
 #: The packages whose docstrings follow the Google style with every parameter stated.
-ARGS_STATED = ("contextthreads.testing", "contextthreads.fluster", "contextthreads.migrate")
+ARGS_STATED = (
+    "contextthreads",
+    "contextthreads.testing",
+    "contextthreads.fluster",
+    "contextthreads.migrate",
+)
 
 
 @pytest.mark.parametrize("package", ARGS_STATED)
