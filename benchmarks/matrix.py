@@ -1,4 +1,7 @@
-"""Run the benchmarks under every interpreter found; print the tables of docs/explanation/performance.md.
+"""Run the benchmarks under every interpreter found; print the performance page's tables.
+
+The tables go to docs/explanation/performance.md, and the first, with the line
+saying when and where it ran, to the README's Benchmarks section.
 
 Usage: ``python benchmarks/matrix.py [--smoke] [--case N ...] [--python PATH ...]``.
 

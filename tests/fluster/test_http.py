@@ -477,7 +477,8 @@ with Controller(sys.argv[1]) as controller:
 """
 #: What one connection that has not proved itself may cost a server, at most: its head
 #: (MAX_HEAD) and a thread (stack, state, 8 KiB read buffer, the allocator's share; measured
-#: at 60 to 130 KiB on CPython 3.9 to 3.14 and Linux). docs/howto/fluster-network.md states the same bound.
+#: at 60 to 130 KiB on CPython 3.9 to 3.14 and Linux). docs/howto/fluster-network.md states
+#: the same bound.
 PER_CONNECTION = MAX_HEAD + 192 * 1024
 MEMORY_BOUND = MAX_PENDING * PER_CONNECTION
 
