@@ -236,3 +236,33 @@ def test_bind_from_many_threads() -> None:
 
     run_together([caller(n) for n in range(threads)])
     assert len(seen_by_call) == threads * (calls + calls // 500)
+
+
+def test_install_switched_in_tight_loops_from_many_threads() -> None:
+    """install()/uninstall() pairs and installed() blocks from eight threads with nothing in
+    between, where the switching races hardest: a block always finds the patch in place, and
+    afterwards no block is counted, nothing is applied, left over or patched."""
+    rounds, switchers = 2000, 8
+    problems: list[str] = []
+
+    def switcher(n: int) -> Callable[[], None]:
+        def body() -> None:
+            for r in range(rounds):
+                if (n + r) % 3 == 0:
+                    install()
+                    uninstall()
+                    continue
+                with installed():
+                    if not is_installed():
+                        problems.append("is_installed() is False inside an installed() block")
+
+        return body
+
+    run_together([switcher(n) for n in range(switchers)])
+    assert problems == []
+    uninstall()
+    assert not is_installed()
+    assert install_module._blocks == 0
+    assert install_module._applied == []
+    assert install_module._leftovers == {}
+    assert stdlib_state.differences(ORIGINALS, stdlib_state.snapshot()) == []
