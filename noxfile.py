@@ -7,7 +7,8 @@
   built here: its session then skips, saying so);
 - PyPy 3.9 (libcst does not install there: the codemod's tests skip).
 
-The codemod's tests over released projects (marked realcode) run in the 3.13 session only.
+The codemod's tests over released projects (marked realcode) run in the 3.13 session only, the
+Slurm tests (marked slurm) in 3.9, 3.15, 3.13t and PyPy's.
 The RayLauncher tests, which need Ray (about 240 MB installed, 500 MiB running), run in a
 session of their own on one interpreter; the other sessions skip them. The ``docs`` session
 builds the documentation site (docs/) offline with warnings as errors.
@@ -127,9 +128,11 @@ NO_INHERIT = {"PYTHON_THREAD_INHERIT_CONTEXT": "0"}
 INHERIT = {"PYTHON_THREAD_INHERIT_CONTEXT": "1", "CONTEXTTHREADS_EXPECT_INHERIT": "1"}
 
 
-# The codemod's runs over released projects (tests marked realcode) take 35 to 50 s and
-# test libcst's output, not the interpreter: one session runs them, the others skip them.
-REALCODE_SESSION = "3.13"
+# Tests that need not run in every session: the codemod's runs over released projects
+# (marked realcode: 35 to 50 s, testing libcst's output, not the interpreter) run in one;
+# the throwaway Slurm cluster's (marked slurm: about 40 s, where the launcher only runs
+# Slurm's commands and reads their output) on the oldest and newest CPython, 3.13t and PyPy.
+ONLY_IN = {"realcode": {"3.13"}, "slurm": {"3.9", "3.15", "3.13t", "pypy3.9"}}
 
 
 def _pytest(
@@ -137,17 +140,17 @@ def _pytest(
     *extra: str,
     env: dict[str, str] | None = None,
     install: tuple[str, ...] = (),
-    realcode: bool = False,
 ) -> None:
     session.install(*install, "-e", ".[test]")
-    select = () if realcode else ("-m", "not realcode")
+    left_out = [mark for mark, pythons in ONLY_IN.items() if session.python not in pythons]
+    select = ("-m", " and ".join(f"not {mark}" for mark in left_out)) if left_out else ()
     session.run("python", "-m", "pytest", *select, *extra, *session.posargs, env=env)
 
 
 @nox.session(python=CPYTHONS)
 def tests(session: nox.Session) -> None:
     """Run the whole suite, CPython's own threading tests included."""
-    _pytest(session, env=NO_INHERIT, realcode=session.python == REALCODE_SESSION)
+    _pytest(session, env=NO_INHERIT)
 
 
 @nox.session(python=INHERITING)

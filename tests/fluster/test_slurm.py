@@ -40,7 +40,10 @@ from .support import WAIT, Gate, LogWatcher
 
 pytest.importorskip("cloudpickle")
 
-pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Slurm runs on Linux")
+pytestmark = [
+    pytest.mark.slurm,
+    pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Slurm runs on Linux"),
+]
 
 
 @pytest.fixture(scope="session")
