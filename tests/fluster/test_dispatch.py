@@ -321,11 +321,13 @@ def test_a_task_for_a_worker_that_died_idle_after_serving_is_not_lost(gate: Gate
             assert cluster.client().wait(victim_job, WAIT) is not None
             gated = pool.submit(tasks.report_and_wait, gate.address, "gated")
             assert gate.arrive() == survivor
+            # The victim's dispatcher may take one of these (BUSY for a moment) before it
+            # sees the hang-up: what is pinned is where they run and what it costs.
             futures = [pool.submit(os.getpid) for _ in range(6)]
-            assert detail_for_pid(pool, victim)["status"] in ("IDLE", "FAILED")
             gate.release(survivor)
             assert gated.result(WAIT) == "gated"
             assert {f.result(WAIT) for f in futures} == {survivor}
+            assert detail_for_pid(pool, victim)["status"] == "FAILED"
             status = pool.status()
             assert (status.tasks_failed, status.workers_failed) == (0, 1)
         finally:
