@@ -105,7 +105,7 @@ def _cell(row: dict[str, Any] | None) -> str:
 
 def _full(row: dict[str, Any]) -> str:
     match = re.search(r"(\d+) full", row["note"])
-    return match.group(1) if match else "?"
+    return match.group(1) if match else "n/a"
 
 
 def _label(row: dict[str, Any]) -> str:

@@ -173,6 +173,9 @@ def test_each_variant_is_compared_with_the_baseline_alone() -> None:
     ]
 
 
+@pytest.mark.skipif(
+    sys.implementation.name != "cpython", reason="matrix.py runs CPython's interpreters only"
+)
 def test_matrix_prints_a_table_per_kind_with_a_column_per_interpreter() -> None:
     """matrix.py runs cases 1, 2 and 7 under each interpreter it is given, and prints one
     table of pool shapes and one of start+join, a column per interpreter, with the date,
