@@ -13,8 +13,9 @@ import json
 import os
 import subprocess
 import sys
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Iterator
 
 import pytest
 
@@ -37,7 +38,17 @@ TIMEOUT = 120
 ENTER_THEIR_OWN_COPY = {"bind", "run_in_executor(ThreadPoolExecutor)"}
 
 
-def run_driver(*args: str) -> Any:
+def driver_env() -> dict[str, str]:
+    """Return the environment for a run of ``coexist.py``: this one, with tests/ on the path.
+
+    Call it from pytest's own thread, not a worker's: pytest sets and deletes variables of
+    ``os.environ`` around every test, and copying it meanwhile can fail (it did on PyPy).
+    """
+    path = os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])
+    return {**os.environ, "PYTHONPATH": path}
+
+
+def run_driver(*args: str, env: dict[str, str]) -> Any:
     """Run ``coexist.py`` with ``args`` in a fresh interpreter; return what it printed."""
     proc = subprocess.run(
         [sys.executable, str(DRIVER), *args],
@@ -46,13 +57,72 @@ def run_driver(*args: str) -> Any:
         timeout=TIMEOUT,
         check=False,
         cwd=HERE,
-        env={
-            **os.environ,
-            "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]),
-        },
+        env=env,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return json.loads(proc.stdout.splitlines()[-1])
+
+
+Args = tuple[str, ...]
+
+
+def _without_us(setup: tuple[str, ...], removal: tuple[str, ...]) -> Args:
+    """The driver's arguments for ``setup`` and ``removal`` with contextthreads' steps left out."""
+    kept = [step for step in setup if step != "install"]
+    removed = [step for step in removal if step != "uninstall"]
+    return ("orders", ",".join(kept), ",".join(removed))
+
+
+def _runs_for(item: pytest.Item) -> list[Args]:
+    """The driver runs a collected test of this module reads."""
+    params = getattr(item, "callspec", None)
+    if params is None:
+        return []
+    p = params.params
+    if "config" in p:
+        return [("mechanisms", p["config"])]
+    if "setup" in p:
+        setup, removal = p["setup"], p["removal"]
+        return [("orders", ",".join(setup), ",".join(removal)), _without_us(setup, removal)]
+    return []
+
+
+class Drivers:
+    """Runs of ``coexist.py``, each once, started ahead two at a time.
+
+    Starting fresh interpreters with Sentry and OpenTelemetry is most of this
+    module's time, and each run is a process of its own that shares nothing
+    with the others, so two run at once on this two-core machine.
+    """
+
+    def __init__(self, pool: ThreadPoolExecutor) -> None:
+        self._pool = pool
+        self._runs: dict[Args, Future[Any]] = {}
+
+    def start(self, args: Args) -> None:
+        """Start the run with ``args`` in the background, unless it was started before."""
+        if args not in self._runs:
+            self._runs[args] = self._pool.submit(run_driver, *args, env=driver_env())
+
+    def result(self, *args: str) -> Any:
+        """Return what the run with ``args`` printed, starting it now if nobody did."""
+        self.start(args)
+        return self._runs[args].result(timeout=2 * TIMEOUT)
+
+
+@pytest.fixture(scope="module")
+def drivers(request: pytest.FixtureRequest) -> Iterator[Drivers]:
+    """Every driver run this module's selected tests read, started ahead, two at a time."""
+    with ThreadPoolExecutor(2) as pool:
+        found = Drivers(pool)
+        for item in request.session.items:
+            if isinstance(item, pytest.Function) and item.module is request.module:
+                for args in _runs_for(item):
+                    found.start(args)
+        try:
+            yield found
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 CONFIGS = [
@@ -65,19 +135,6 @@ CONFIGS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def outcomes() -> Callable[[str], dict[str, list[str]]]:
-    """Run each configuration once, on first use, and keep what every mechanism showed."""
-    cache: dict[str, dict[str, list[str]]] = {}
-
-    def get(config: str) -> dict[str, list[str]]:
-        if config not in cache:
-            cache[config] = run_driver("mechanisms", config)
-        return cache[config]
-
-    return get
-
-
 def _cases() -> list[tuple[str, str]]:
     return [
         (config, name)
@@ -87,9 +144,7 @@ def _cases() -> list[tuple[str, str]]:
 
 
 @pytest.mark.parametrize(("config", "mechanism"), _cases())
-def test_mechanism_carries_and_isolates(
-    config: str, mechanism: str, outcomes: Callable[[str], dict[str, list[str]]]
-) -> None:
+def test_mechanism_carries_and_isolates(config: str, mechanism: str, drivers: Drivers) -> None:
     """Values, tags and spans reach the work; what the work adds reaches no starter nor sibling.
 
     Two tasks go through the mechanism in turn from one starter, which set a
@@ -100,7 +155,7 @@ def test_mechanism_carries_and_isolates(
     inside Sentry's wrapper share the starter's scope instead: documented, and
     pinned here, with the remedy beside it.
     """
-    problems = outcomes(config)[mechanism]
+    problems = drivers.result("mechanisms", config)[mechanism]
     if config.startswith("sentry") and mechanism in ENTER_THEIR_OWN_COPY:
         assert problems == [
             "a tag set in task A reached task B's event",
@@ -114,30 +169,13 @@ SETUPS = list(itertools.permutations(["install", "sentry", "otel"]))
 REMOVALS = list(itertools.permutations(["uninstall", "sentry", "otel"]))
 
 
-@pytest.fixture(scope="module")
-def without_us() -> Callable[[tuple[str, ...], tuple[str, ...]], Any]:
-    """Run a set-up and removal order with contextthreads' steps left out, once each."""
-    cache: dict[tuple[tuple[str, ...], tuple[str, ...]], Any] = {}
-
-    def get(setup: tuple[str, ...], removal: tuple[str, ...]) -> Any:
-        key = (
-            tuple(step for step in setup if step != "install"),
-            tuple(step for step in removal if step != "uninstall"),
-        )
-        if key not in cache:
-            cache[key] = run_driver("orders", ",".join(key[0]), ",".join(key[1]))
-        return cache[key]
-
-    return get
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("removal", REMOVALS, ids=",".join)
 @pytest.mark.parametrize("setup", SETUPS, ids=",".join)
 def test_every_order_of_setup_and_removal(
     setup: tuple[str, ...],
     removal: tuple[str, ...],
-    without_us: Callable[[tuple[str, ...], tuple[str, ...]], Any],
+    drivers: Drivers,
 ) -> None:
     """install(), sentry_sdk.init() and instrument() in any order, then removed in any order.
 
@@ -150,8 +188,8 @@ def test_every_order_of_setup_and_removal(
     passing calls through, with the documented warning. Each run is a fresh
     process.
     """
-    got = run_driver("orders", ",".join(setup), ",".join(removal))
-    control = without_us(setup, removal)
+    got = drivers.result("orders", ",".join(setup), ",".join(removal))
+    control = drivers.result(*_without_us(setup, removal))
     # What Sentry and OpenTelemetry do to each other, whatever we do: with
     # OpenTelemetry first, Timer keeps its own copy of start(), which Sentry's
     # wrapper never reaches, and its wrappers end up inside Sentry's, beyond
