@@ -75,6 +75,42 @@ def pools() -> Iterator[tuple[ThreadPoolExecutor, ContextThreadPoolExecutor]]:
         ours.shutdown(wait=True)
 
 
+def switcher(
+    n: int,
+    rounds: int,
+    every: int,
+    problems: list[str],
+    in_block: Callable[[int, int], None] = lambda n, r: None,
+) -> Callable[[], None]:
+    """Return the body of switching thread ``n``: ``rounds`` rounds, one in ``every`` an
+    install()/uninstall() pair, the others an installed() block that checks the patch is in
+    place, then calls ``in_block(n, r)``. What goes wrong is appended to ``problems``."""
+
+    def body() -> None:
+        for r in range(rounds):
+            if (n + r) % every == 1:
+                install()
+                uninstall()
+                continue
+            with installed():
+                if not is_installed():
+                    problems.append("is_installed() is False inside an installed() block")
+                in_block(n, r)
+
+    return body
+
+
+def assert_nothing_patched() -> None:
+    """Assert that, once uninstalled, no block is counted and nothing is applied, left over
+    or patched."""
+    uninstall()
+    assert not is_installed()
+    assert install_module._blocks == 0
+    assert install_module._applied == []
+    assert install_module._leftovers == {}
+    assert stdlib_state.differences(ORIGINALS, stdlib_state.snapshot()) == []
+
+
 def test_install_switched_from_many_threads_while_others_start_threads_and_submit(
     pools: tuple[ThreadPoolExecutor, ContextThreadPoolExecutor],
 ) -> None:
@@ -92,23 +128,12 @@ def test_install_switched_from_many_threads_while_others_start_threads_and_submi
         if seen != tag and not (or_unset and seen is None):
             problems.append(f"{what} saw {seen!r} where {tag!r} was set")
 
-    def switcher(n: int) -> Callable[[], None]:
-        def body() -> None:
-            for r in range(rounds):
-                if (n + r) % 2:
-                    install()
-                    uninstall()
-                    continue
-                with installed():
-                    if not is_installed():
-                        problems.append("is_installed() is False inside an installed() block")
-                    tag = f"block {n}.{r}"
-                    var.set(tag)
-                    expect("a plain thread started in a block", read_in(threading.Thread), tag)
-                    seen = plain.submit(var.get, None).result(timeout=WAIT)
-                    expect("a plain pool's task submitted in a block", seen, tag)
-
-        return body
+    def in_block(n: int, r: int) -> None:
+        tag = f"block {n}.{r}"
+        var.set(tag)
+        expect("a plain thread started in a block", read_in(threading.Thread), tag)
+        seen = plain.submit(var.get, None).result(timeout=WAIT)
+        expect("a plain pool's task submitted in a block", seen, tag)
 
     def starter(n: int) -> Callable[[], None]:
         def body() -> None:
@@ -124,16 +149,12 @@ def test_install_switched_from_many_threads_while_others_start_threads_and_submi
 
         return body
 
-    run_together([switcher(n) for n in range(switchers)] + [starter(n) for n in range(starters)])
+    switching = [switcher(n, rounds, 2, problems, in_block) for n in range(switchers)]
+    run_together(switching + [starter(n) for n in range(starters)])
     assert problems == []
     assert len(checked) == starters * rounds * 5 + switchers * (rounds // 2) * 2  # none lost
-    uninstall()
-    assert not is_installed()
-    assert install_module._blocks == 0
-    assert install_module._applied == []
-    assert install_module._leftovers == {}
+    assert_nothing_patched()
     assert threads_inherit_context() is bool(getattr(sys.flags, "thread_inherit_context", 0))
-    assert stdlib_state.differences(ORIGINALS, stdlib_state.snapshot()) == []
 
 
 #: What each submitter sets before each of its submits: one list of values per submitter.
@@ -245,24 +266,6 @@ def test_install_switched_in_tight_loops_from_many_threads() -> None:
     rounds, switchers = 2000, 8
     problems: list[str] = []
 
-    def switcher(n: int) -> Callable[[], None]:
-        def body() -> None:
-            for r in range(rounds):
-                if (n + r) % 3 == 0:
-                    install()
-                    uninstall()
-                    continue
-                with installed():
-                    if not is_installed():
-                        problems.append("is_installed() is False inside an installed() block")
-
-        return body
-
-    run_together([switcher(n) for n in range(switchers)])
+    run_together([switcher(n, rounds, 3, problems) for n in range(switchers)])
     assert problems == []
-    uninstall()
-    assert not is_installed()
-    assert install_module._blocks == 0
-    assert install_module._applied == []
-    assert install_module._leftovers == {}
-    assert stdlib_state.differences(ORIGINALS, stdlib_state.snapshot()) == []
+    assert_nothing_patched()

@@ -15,7 +15,6 @@ import contextvars
 import functools
 import logging
 import threading
-import time
 from concurrent.futures import Future
 from typing import Any, Callable
 
@@ -61,14 +60,8 @@ class CallbackThread:
 
     def drain(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds until no callback is queued or running."""
-        deadline = time.monotonic() + timeout
         with self._ready:
-            while self._queue or self._running:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                self._ready.wait(remaining)
-            return True
+            return self._ready.wait_for(lambda: not (self._queue or self._running), timeout)
 
     def _serve(self) -> None:
         while True:

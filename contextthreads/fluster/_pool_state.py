@@ -171,12 +171,10 @@ class PoolState:
 
     def wait_until_drained(self, timeout: float) -> bool:
         """Wait until no task is queued or running, or none can run; False on ``timeout``."""
-        deadline = time.monotonic() + timeout
         with self._lock:
-            while self._busy_locked() and not self._broken_locked():
-                if not self._wait_locked(deadline):
-                    return False
-            return True
+            return self._lock.wait_for(
+                lambda: not self._busy_locked() or self._broken_locked(), timeout
+            )
 
     def stop(self) -> None:
         """-> STOPPED: tell dispatchers to stop, and settle every task still queued."""
